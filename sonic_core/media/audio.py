@@ -42,6 +42,14 @@ class Audio:
         n = int(round(seconds * self.sample_rate))
         return Audio(np.ascontiguousarray(self.samples[:, :n]), self.sample_rate)
 
+    def fitted(self, seconds: float) -> "Audio":
+        """Trimmed, or padded with silence, to last exactly `seconds` (the video's length)."""
+        n = int(round(seconds * self.sample_rate))
+        s = self.samples[:, :n]
+        if s.shape[1] < n:
+            s = np.pad(s, ((0, 0), (0, n - s.shape[1])))
+        return Audio(np.ascontiguousarray(s), self.sample_rate)
+
 
 def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     if rate_in == rate_out:

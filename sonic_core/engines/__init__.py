@@ -1,0 +1,42 @@
+"""Engines turn PreData into a frame sequence. `auto` picks `sonic` when its weights are found, else `lite`."""
+from __future__ import annotations
+
+from ..errors import InputError, MissingWeightsError
+from ..frames import FrameSequence, RenderedFrames
+from ..predata import PreData
+from .sonic_weights import find_weights
+
+ENGINES = ("auto", "sonic", "lite")
+
+
+def generate(pre: PreData, engine: str = "auto", *, inference_steps: int = 25, dynamic_scale: float = 1.0,
+             motion_scale: float = 1.0, seed: int = 0, weight_roots: list[str] | None = None) -> FrameSequence:
+    """Return the frame sequence; its `.engine` says which engine made it and `.info['note']` why."""
+    if engine not in ENGINES:
+        raise InputError("engine", f"unknown engine {engine!r}", f"use one of {', '.join(ENGINES)}")
+    note = ""
+    if engine in ("auto", "sonic"):
+        try:
+            find_weights(weight_roots or [])
+            problem = "Sonic weights found, but this version of SonicFlow has no Sonic inference core yet"
+        except MissingWeightsError as e:
+            if engine == "sonic":
+                raise
+            problem = str(e).splitlines()[0]
+        if engine == "sonic":
+            raise MissingWeightsError(problem + ": choose engine 'lite'")
+        note = f"auto: used the lite engine ({problem})"
+    params = {"inference_steps": inference_steps, "dynamic_scale": dynamic_scale, "motion_scale": motion_scale,
+              "seed": seed}
+    return _lite(pre, params, note)
+
+
+def _lite(pre: PreData, params: dict, note: str) -> FrameSequence:
+    from .lite import LiteAnimator
+
+    anim = LiteAnimator(pre.image, pre.face, pre.audio.mono_at(16000), pre.fps, pre.n_frames, seed=params["seed"],
+                        dynamic_scale=params["dynamic_scale"], motion_scale=params["motion_scale"])
+    h, w = pre.image.shape[:2]
+    info = {"engine": "lite", "params": {k: v for k, v in params.items() if k != "inference_steps"},
+            "face_found": pre.face_found, "note": note or "lite engine"}
+    return RenderedFrames(anim.frame, pre.n_frames, pre.fps, w, h, "lite", info)

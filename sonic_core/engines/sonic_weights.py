@@ -1,0 +1,66 @@
+"""Finding Sonic's weight files in the official `checkpoints/` layout or ComfyUI_Sonic's `models/sonic/` layout."""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+
+from ..errors import MissingWeightsError
+
+WHERE_TO_GET = {
+    "sonic": "https://huggingface.co/LeonJoe13/Sonic (Sonic/, RIFE/, yoloface_v5m.pt)",
+    "whisper": "https://huggingface.co/openai/whisper-tiny",
+    "svd": "https://huggingface.co/stabilityai/stable-video-diffusion-img2vid-xt (vae/ and image_encoder/, "
+           "or the single file svd_xt.safetensors in models/checkpoints/)",
+}
+
+# name -> (path in the official checkpoints/ layout, path in ComfyUI_Sonic's models/sonic/ layout, source)
+FILES = {
+    "unet": ("Sonic/unet.pth", "unet.pth", "sonic"),
+    "audio2token": ("Sonic/audio2token.pth", "audio2token.pth", "sonic"),
+    "audio2bucket": ("Sonic/audio2bucket.pth", "audio2bucket.pth", "sonic"),
+    "yoloface": ("yoloface_v5m.pt", "yoloface_v5m.pt", "sonic"),
+    "rife": ("RIFE/flownet.pkl", "RIFE/flownet.pkl", "sonic"),
+    "whisper": ("whisper-tiny/config.json", "whisper-tiny/config.json", "whisper"),
+}
+SVD_DIR = "stable-video-diffusion-img2vid-xt"
+
+
+@dataclass
+class SonicWeights:
+    paths: dict  # name -> file path; "svd" -> diffusers folder or single .safetensors
+
+
+def _svd(roots: list[str]) -> str | None:
+    for root in roots:
+        folder = os.path.join(root, SVD_DIR)
+        if os.path.isfile(os.path.join(folder, "vae", "config.json")) and os.path.isdir(os.path.join(folder, "image_encoder")):
+            return folder
+        for base in (root, os.path.join(os.path.dirname(root.rstrip("/")), "checkpoints")):
+            hits = sorted(glob.glob(os.path.join(base, "svd_xt*.safetensors")))
+            if hits:
+                return hits[0]
+    return None
+
+
+def find_weights(roots: list[str]) -> SonicWeights:
+    """Look for every file in each root, in both layouts; raise one message that lists whatever is missing."""
+    roots = [r for r in roots if r]
+    paths, missing = {}, []
+    for name, (official, comfy, source) in FILES.items():
+        hit = next((os.path.join(r, rel) for r in roots for rel in (official, comfy) if os.path.isfile(os.path.join(r, rel))), None)
+        if hit:
+            paths[name] = os.path.dirname(hit) if name == "whisper" else hit
+        else:
+            missing.append(f"  {official} (or models/sonic/{comfy}) from {WHERE_TO_GET[source]}")
+    svd = _svd(roots)
+    if svd:
+        paths["svd"] = svd
+    else:
+        missing.append(f"  {SVD_DIR}/vae + image_encoder (or models/checkpoints/svd_xt*.safetensors) from {WHERE_TO_GET['svd']}")
+    if missing:
+        where = ", ".join(roots) or "(no folder configured)"
+        raise MissingWeightsError(
+            f"Sonic weights are missing. Looked in: {where}. Missing:\n" + "\n".join(missing) +
+            "\nPut them in ComfyUI/models/sonic/ (or pass --checkpoints DIR with the official checkpoints/ layout).")
+    return SonicWeights(paths)

@@ -1,0 +1,43 @@
+"""Portrait loading with the checks a server needs: real image content, bounded pixel count, EXIF orientation."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import InputError
+from .sniff import describe_file
+
+# 40 MP covers any camera portrait; a 20000x20000 image (400 MP) would need 1.2 GB as RGB and more as a tensor.
+MAX_PIXELS = 40_000_000
+MIN_SIDE = 64
+
+
+def check_dimensions(width: int, height: int, input_name: str = "image") -> None:
+    if width * height > MAX_PIXELS:
+        raise InputError(input_name, f"image is {width}x{height} ({width * height / 1e6:.0f} MP), over the "
+                         f"{MAX_PIXELS / 1e6:.0f} MP limit", "downscale it (a portrait needs no more than about 2000 px a side)",
+                         code="image_too_large")
+    if min(width, height) < MIN_SIDE:
+        raise InputError(input_name, f"image is only {width}x{height}", f"use an image at least {MIN_SIDE} px on each side",
+                         code="image_too_small")
+
+
+def load_image(path: str, input_name: str = "image") -> np.ndarray:
+    """Decode an image file to RGB uint8 (H, W, 3), refusing oversize images before decoding their pixels."""
+    if not os.path.isfile(path):
+        raise InputError(input_name, f"file not found: {path}", "pick an existing file from the input folder")
+    fix = "use a PNG, JPEG or WebP photo of a face"
+    try:
+        with Image.open(path) as im:
+            check_dimensions(im.width, im.height, input_name)  # reads the header only
+            im = ImageOps.exif_transpose(im)
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    except InputError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
+        raise InputError(input_name, f"'{os.path.basename(path)}' is not a readable image ({describe_file(path)})", fix,
+                         code="image_unreadable") from e
+    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt pixel data
+        raise InputError(input_name, f"'{os.path.basename(path)}' is corrupt ({e})", fix, code="image_unreadable") from e

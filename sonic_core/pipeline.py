@@ -1,0 +1,29 @@
+"""The whole job without ComfyUI: portrait + speech files -> MP4 (what `sonicflow generate` runs)."""
+from __future__ import annotations
+
+from .engines import generate
+from .media.audio import load_audio
+from .media.encode import VideoInfo, encode_mp4
+from .media.image import load_image
+from .predata import prepare
+from .provenance import provenance_metadata
+from .publish import sha256_file
+
+
+def make_video(image_path: str, audio_path: str, out_path: str, *, engine: str = "auto", min_resolution: int = 512,
+               expand_ratio: float = 0.5, duration: float = 0.0, no_face: str = "error", inference_steps: int = 25,
+               dynamic_scale: float = 1.0, motion_scale: float = 1.0, seed: int = 0, crf: int = 18,
+               preset: str = "veryfast", weight_roots: list[str] | None = None, progress=None) -> VideoInfo:
+    image, audio = load_image(image_path), load_audio(audio_path)
+    pre = prepare(image, audio, min_resolution=min_resolution, expand_ratio=expand_ratio, duration=duration,
+                  no_face=no_face)
+    frames = generate(pre, engine, inference_steps=inference_steps, dynamic_scale=dynamic_scale,
+                      motion_scale=motion_scale, seed=seed, weight_roots=weight_roots)
+    frames.info["inputs"] = {"image_sha256": sha256_file(image_path), "audio_sha256": sha256_file(audio_path),
+                             "min_resolution": min_resolution, "expand_ratio": expand_ratio, "duration": duration}
+    meta = provenance_metadata(frames.engine, frames.info)
+    info = encode_mp4(iter(frames), out_path, fps=frames.fps, width=frames.width, height=frames.height,
+                      n_frames=len(frames), audio=pre.audio.fitted(frames.duration), crf=crf, preset=preset,
+                      metadata=meta,
+                      progress=progress)
+    return info
