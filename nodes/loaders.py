@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 
 import folder_paths
 
@@ -10,6 +11,19 @@ from ..sonic_core.media.audio import load_audio
 from ..sonic_core.media.image import load_image
 from .convert import audio_to_comfy, numpy_to_image
 from .errors import user_errors
+
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+EXAMPLE_INPUTS = {"portrait.png": "sonicflow_portrait.png", "speech.wav": "sonicflow_speech.wav"}
+
+
+def install_examples() -> None:
+    """Put the bundled example into the input folder (once) so the bundled templates run as opened."""
+    root = folder_paths.get_input_directory()
+    for src, name in EXAMPLE_INPUTS.items():
+        if not os.path.exists(os.path.join(root, name)) and os.path.isfile(os.path.join(EXAMPLES, src)):
+            os.makedirs(root, exist_ok=True)
+            shutil.copyfile(os.path.join(EXAMPLES, src), os.path.join(root, name))
 
 
 def _input_files(kinds: list[str]) -> list[str]:

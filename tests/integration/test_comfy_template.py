@@ -1,0 +1,144 @@
+"""The pack inside a real headless ComfyUI: node registry, the API-format template end to end, bad inputs."""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+
+import av
+import numpy as np
+import pytest
+
+from devtools.demo import load_template, run_talking_head
+from queue_bridge.comfy_client import PromptFailed
+from sonic_core.media.audio import load_audio
+from sonic_core.media.encode import probe_video
+from sonic_core.media.face import detect_face
+from sonic_core.provenance import read_provenance
+from sonic_core.sync import measure_sync
+
+pytestmark = pytest.mark.comfy
+
+NODES = ["SonicFlowLoadImage", "SonicFlowLoadAudio", "SonicFlowPreData", "SonicFlowGenerate", "SonicFlowVideoEncode",
+         "SonicFlowPublish", "SonicFlowFramesToImages", "SonicFlowImagesToFrames"]
+
+
+def test_object_info_lists_every_sonicflow_node(comfy):
+    info = comfy.object_info()
+    for name in NODES:
+        node = info[name]
+        assert node["category"] == "SonicFlow" and node["display_name"].startswith("SonicFlow ")
+        for section in node["input"].values():
+            for inp, spec in section.items():
+                assert spec[1].get("tooltip"), f"{name}.{inp} has no tooltip"
+    assert info["SonicFlowPreData"]["input"]["required"]["image"][0] == "IMAGE"
+    assert info["SonicFlowPreData"]["input"]["required"]["audio"][0] == "AUDIO"
+    assert info["SonicFlowVideoEncode"]["output"][0] == "VIDEO"
+    assert info["SonicFlowPublish"]["input"]["required"]["video"][0] == "VIDEO"
+    template = load_template()
+    assert {n["class_type"] for n in template.values()} <= set(info)
+
+
+def _frames(path: str) -> np.ndarray:
+    with av.open(path) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+def test_template_makes_a_talking_video(comfy, comfy_server, example_audio, tmp_path):
+    video, entry = run_talking_head(comfy)
+    path = tmp_path / "out.mp4"
+    path.write_bytes(video)
+    info = probe_video(str(path))
+    audio_seconds = load_audio(example_audio).duration
+
+    assert (info.video_codec, info.pix_fmt, info.audio_codec) == ("h264", "yuv420p", "aac")
+    assert abs(info.duration - audio_seconds) <= 1 / 25
+    assert abs(info.audio_duration - audio_seconds) <= 1 / 25
+    assert info.n_frames == round(audio_seconds * 25)
+    prov = read_provenance(info.metadata)
+    assert prov["engine"] == "lite" and "auto" in prov["note"]
+
+    frames = _frames(str(path))
+    face = detect_face(frames[0])
+    assert face is not None, "the person is no longer recognisable as a face"
+    mouth = frames[:, face.y0 + face.height * 2 // 3: face.y1, face.x0 + face.width // 4: face.x1 - face.width // 4]
+    corner = frames[:, :32, :32]
+    mouth_motion = np.abs(mouth.astype(np.int16) - mouth[:1]).mean(axis=(1, 2, 3)).max()
+    corner_motion = np.abs(corner.astype(np.int16) - corner[:1]).mean(axis=(1, 2, 3)).max()
+    assert mouth_motion > 8 and corner_motion < 2, (mouth_motion, corner_motion)
+
+    sync = measure_sync(str(path))
+    assert abs(sync.offset_frames) <= 1 and sync.peak >= 0.5, sync.to_dict()
+
+    # Publish kept it under its content hash, with the provenance sidecar beside it.
+    out = os.path.join(comfy_server.base, "output", "sonicflow")
+    name = next(f for f in os.listdir(out) if f.endswith(".mp4"))
+    sidecar = json.load(open(os.path.join(out, name[:-4] + ".json")))
+    assert sidecar["engine"] == "lite" and sidecar["size"] == len(video)
+    assert sidecar["inputs"]["audio_sha256"] and sidecar["params"]["seed"] == 0
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares a huge size; its pixels are never needed because the size check comes first."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def _wav(samples: np.ndarray, rate: int = 16000) -> bytes:
+    import io
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return buf.getvalue()
+
+
+def _flat_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.tile(np.linspace(60, 200, 512, dtype=np.uint8), (512, 1))[..., None].repeat(3, 2)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples")
+
+
+def _example_bytes(name: str) -> bytes:
+    with open(os.path.join(EXAMPLES, name), "rb") as f:
+        return f.read()
+
+
+BAD_INPUTS = [
+    # (case, node input replaced, file name, bytes factory, words the error must contain)
+    ("corrupt image", "image", "broken.png", lambda: b"\x89PNG\r\n\x1a\n" + os.urandom(2000), ["image:", "Fix:"]),
+    ("image with no face", "image", "noface.png", _flat_png, ["no face", "animate_centre"]),
+    ("20000x20000 image", "image", "huge.png", lambda: _png_header_only(20000, 20000), ["20000x20000", "MP limit", "Fix:"]),
+    ("corrupt audio", "audio", "broken.wav", lambda: b"RIFF" + os.urandom(3000), ["audio:", "Fix:"]),
+    ("silent audio", "audio", "silent.wav", lambda: _wav(np.zeros(32000)), ["silent", "Fix:"]),
+    ("zero-length audio", "audio", "empty.wav", lambda: _wav(np.zeros(0)), ["audio:", "Fix:"]),
+    ("image behind an audio extension", "audio", "photo.wav", lambda: _example_bytes("portrait.png"), ["PNG image", "Fix:"]),
+]
+
+
+@pytest.mark.parametrize("case,which,name,make,words", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_gets_a_clear_error_and_comfyui_stays_up(comfy, case, which, name, make, words):
+    prompt = load_template()
+    node = "1" if which == "image" else "2"
+    prompt["1"]["inputs"]["image"] = comfy.upload(_example_bytes("portrait.png"), "sonicflow_portrait.png")
+    prompt["2"]["inputs"]["audio"] = comfy.upload(_example_bytes("speech.wav"), "sonicflow_speech.wav")
+    prompt[node]["inputs"][which] = comfy.upload(make(), name)
+    with pytest.raises(PromptFailed) as err:
+        comfy.run(prompt, timeout=120)
+    message = err.value.error.get("exception_message", "")
+    for word in words:
+        assert word in message, f"{case}: {message!r} lacks {word!r}"
+    assert "Traceback" not in message
+    assert comfy.ready()
