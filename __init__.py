@@ -1,6 +1,11 @@
 """SonicFlow, as a ComfyUI custom-node pack: clone this folder into ComfyUI/custom_nodes/."""
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+import importlib.util
 
 WEB_DIRECTORY = "./web"
+
+if importlib.util.find_spec("folder_paths") is not None:  # inside ComfyUI
+    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+else:  # imported outside ComfyUI (pytest collecting this folder, a plain `pip install`): nothing to register
+    NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = {}, {}
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
