@@ -49,7 +49,9 @@ def square_crop(face: FaceBox, width: int, height: int, expand_ratio: float) -> 
     fcx, fcy = (face.x0 + face.x1) / 2, (face.y0 + face.y1) / 2
     cx = min(max(fcx, x0 + side / 2), x1 - side / 2)
     cy = min(max(fcy, y0 + side / 2), y1 - side / 2)
-    return (int(round(cx - side / 2)), int(round(cy - side / 2)), int(round(cx + side / 2)), int(round(cy + side / 2)))
+    s = int(side)  # whole pixels, so the crop is exactly square (rounding each edge could make it 1 px off)
+    left, top = min(max(int(round(cx - s / 2)), 0), width - s), min(max(int(round(cy - s / 2)), 0), height - s)
+    return (left, top, left + s, top + s)
 
 
 def working_size(width: int, height: int, min_resolution: int) -> tuple[int, int]:

@@ -36,7 +36,10 @@ def load_image(path: str, input_name: str = "image") -> np.ndarray:
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
     except InputError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:  # PIL refuses > 2x its own limit (179 MP) inside Image.open
+        raise InputError(input_name, f"'{os.path.basename(path)}' is over the {MAX_PIXELS / 1e6:.0f} MP limit ({e})",
+                         "downscale it (a portrait needs no more than about 2000 px a side)", code="image_too_large") from e
+    except UnidentifiedImageError as e:
         raise InputError(input_name, f"'{os.path.basename(path)}' is not a readable image ({describe_file(path)})", fix,
                          code="image_unreadable") from e
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt pixel data

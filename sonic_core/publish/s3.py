@@ -38,6 +38,7 @@ def s3_client(endpoint: str = ""):
 
 def publish_s3(path: str, bucket: str, provenance: dict, prefix: str = "", endpoint: str = "") -> Published:
     """Upload `path` as <prefix><sha256[:16]>.mp4 (skipped when that object already exists: the name is the content)."""
+    from boto3.exceptions import Boto3Error  # upload_file wraps ClientError in S3UploadFailedError
     from botocore.exceptions import BotoCoreError, ClientError
 
     if not bucket:
@@ -57,7 +58,7 @@ def publish_s3(path: str, bucket: str, provenance: dict, prefix: str = "", endpo
             client.upload_file(path, bucket, key, ExtraArgs={"ContentType": "video/mp4"})
         client.put_object(Bucket=bucket, Key=side_key, Body=sidecar_bytes(provenance, digest, size),
                           ContentType="application/json")
-    except (BotoCoreError, ClientError) as e:
+    except (BotoCoreError, ClientError, Boto3Error) as e:
         raise InputError("s3", f"upload to bucket '{bucket}' failed: {e}",
                          "check the endpoint, the bucket and the credentials (SONICFLOW_S3_* or ~/.config/sonicflow/s3.json)",
                          code="storage_error") from e

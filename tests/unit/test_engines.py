@@ -1,0 +1,117 @@
+"""Engine choice: sonic needs its weights (and says which and where), auto falls back to lite and says why."""
+import os
+
+import numpy as np
+import pytest
+
+from sonic_core.engines import generate
+from sonic_core.engines.sonic_weights import find_weights
+from sonic_core.errors import InputError, MissingWeightsError
+from sonic_core.media.audio import load_audio
+from sonic_core.media.image import load_image
+from sonic_core.predata import prepare
+
+SONIC_FILES = ["unet.pth", "audio2token.pth", "audio2bucket.pth", "yoloface_v5m.pt", "RIFE/flownet.pkl",
+               "whisper-tiny/config.json"]
+
+
+@pytest.fixture(scope="module")
+def pre(example_image, example_audio):
+    return prepare(load_image(example_image), load_audio(example_audio), duration=1.0)
+
+
+def _touch(root, *rels):
+    for rel in rels:
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "wb").close()
+
+
+def _official(tmp_path):
+    root = str(tmp_path / "checkpoints")
+    _touch(root, *[("Sonic/" + f if f.endswith(".pth") else f) for f in SONIC_FILES],
+           "stable-video-diffusion-img2vid-xt/vae/config.json", "stable-video-diffusion-img2vid-xt/image_encoder/config.json")
+    return root
+
+
+def _comfy(tmp_path):
+    models = tmp_path / "ComfyUI" / "models"
+    _touch(str(models / "sonic"), *SONIC_FILES)
+    _touch(str(models / "checkpoints"), "svd_xt.safetensors")
+    return str(models / "sonic")
+
+
+def test_sonic_without_weights_lists_what_is_missing(pre, tmp_path):
+    with pytest.raises(MissingWeightsError) as e:
+        generate(pre, "sonic", weight_roots=[str(tmp_path)])
+    msg = str(e.value)
+    assert e.value.code == "missing_weights" and str(tmp_path) in msg
+    for name in SONIC_FILES[:-1] + ["whisper-tiny", "stable-video-diffusion", "svd_xt"]:
+        assert name in msg, name
+    for url in ("huggingface.co/LeonJoe13/Sonic", "huggingface.co/openai/whisper-tiny",
+                "huggingface.co/stabilityai/stable-video-diffusion-img2vid-xt"):
+        assert url in msg
+    assert "models/sonic" in msg and "--checkpoints" in msg
+
+
+def test_no_roots_at_all():
+    with pytest.raises(MissingWeightsError, match="no folder configured"):
+        find_weights([])
+
+
+def test_find_weights_official_layout(tmp_path):
+    root = _official(tmp_path)
+    w = find_weights(["", str(tmp_path / "elsewhere"), root])
+    assert w.paths["unet"] == os.path.join(root, "Sonic", "unet.pth")
+    assert w.paths["rife"] == os.path.join(root, "RIFE", "flownet.pkl")
+    assert w.paths["whisper"] == os.path.join(root, "whisper-tiny")
+    assert w.paths["svd"] == os.path.join(root, "stable-video-diffusion-img2vid-xt")
+    assert set(w.paths) == {"unet", "audio2token", "audio2bucket", "yoloface", "rife", "whisper", "svd"}
+
+
+def test_find_weights_comfyui_layout(tmp_path):
+    root = _comfy(tmp_path)
+    w = find_weights([root])
+    assert w.paths["audio2bucket"] == os.path.join(root, "audio2bucket.pth")
+    assert w.paths["yoloface"] == os.path.join(root, "yoloface_v5m.pt")
+    assert os.path.realpath(w.paths["svd"]) == os.path.realpath(
+        str(tmp_path / "ComfyUI" / "models" / "checkpoints" / "svd_xt.safetensors"))
+
+
+def test_only_the_missing_file_is_listed(tmp_path):
+    root = _comfy(tmp_path)
+    os.remove(os.path.join(root, "audio2token.pth"))
+    with pytest.raises(MissingWeightsError) as e:
+        find_weights([root])
+    missing = [line for line in str(e.value).splitlines() if line.startswith("  ")]
+    assert len(missing) == 1 and "audio2token.pth" in missing[0]
+
+
+def test_auto_falls_back_to_lite(pre, tmp_path):
+    frames = generate(pre, "auto", weight_roots=[str(tmp_path)])
+    assert frames.engine == "lite" and frames.info["engine"] == "lite"
+    note = frames.info["note"]
+    assert note.startswith("auto: used the lite engine") and "Sonic weights are missing" in note
+    assert len(frames) == pre.n_frames == 25 and frames.fps == 25
+    first = frames.frame(0)
+    assert first.shape == (pre.image.shape[0], pre.image.shape[1], 3) and first.dtype == np.uint8
+    assert frames.info["face_found"] is True and frames.info["params"]["seed"] == 0
+
+
+def test_auto_with_weights_but_no_sonic_core_says_so(pre, tmp_path):
+    root = _official(tmp_path)
+    frames = generate(pre, "auto", weight_roots=[root])
+    assert frames.engine == "lite" and "no Sonic inference core" in frames.info["note"]
+    with pytest.raises(MissingWeightsError, match="choose engine 'lite'"):
+        generate(pre, "sonic", weight_roots=[root])
+
+
+def test_lite_is_plain_lite(pre):
+    frames = generate(pre, "lite")
+    assert frames.engine == "lite" and frames.info["note"] == "lite engine"
+
+
+def test_unknown_engine(pre):
+    with pytest.raises(InputError) as e:
+        generate(pre, "wav2lip")
+    assert e.value.input_name == "engine" and "auto, sonic, lite" in str(e.value) and "Fix:" in str(e.value)
