@@ -15,5 +15,15 @@ class InputError(SonicFlowError, ValueError):
         super().__init__(f"{input_name}: {problem}. Fix: {fix}")
 
 
+class StorageError(SonicFlowError):
+    """The object store failed (down, wrong bucket, bad credentials). Unlike an InputError, a retry may succeed."""
+
+    code = "storage_error"
+
+    def __init__(self, problem: str, fix: str):
+        self.problem, self.fix = problem, fix
+        super().__init__(f"storage: {problem}. Fix: {fix}")
+
+
 class MissingWeightsError(SonicFlowError):
     code = "missing_weights"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 
-from ..errors import InputError
+from ..errors import InputError, StorageError
 from . import Published, content_name, sha256_file, sidecar_bytes
 
 
@@ -59,8 +59,7 @@ def publish_s3(path: str, bucket: str, provenance: dict, prefix: str = "", endpo
         client.put_object(Bucket=bucket, Key=side_key, Body=sidecar_bytes(provenance, digest, size),
                           ContentType="application/json")
     except (BotoCoreError, ClientError, Boto3Error) as e:
-        raise InputError("s3", f"upload to bucket '{bucket}' failed: {e}",
-                         "check the endpoint, the bucket and the credentials (SONICFLOW_S3_* or ~/.config/sonicflow/s3.json)",
-                         code="storage_error") from e
+        raise StorageError(f"upload to bucket '{bucket}' failed: {e}", "check the endpoint, the bucket and the "
+                           "credentials (SONICFLOW_S3_* or ~/.config/sonicflow/s3.json)") from e
     base = (client.meta.endpoint_url or "").rstrip("/")
     return Published(url=f"{base}/{bucket}/{key}", sha256=digest, size=size, key=key, sidecar_url=f"{base}/{bucket}/{side_key}")

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from sonic_core.errors import InputError
+from sonic_core.errors import InputError, StorageError
 from sonic_core.provenance import provenance
 from sonic_core.publish import publish_local
 from sonic_core.publish.s3 import publish_s3, s3_client, s3_settings
@@ -72,7 +72,7 @@ def test_publish_s3(s3_env, video, prov, monkeypatch, tmp_path):
 
 def test_publish_s3_wrong_bucket(s3_env, video, prov, monkeypatch, tmp_path):
     monkeypatch.setenv("SONICFLOW_S3_CONFIG", str(tmp_path / "none.json"))
-    with pytest.raises(InputError) as e:
+    with pytest.raises(StorageError) as e:  # retryable: the store, not the input, is at fault
         publish_s3(video, "no-such-bucket-here", prov)
     assert e.value.code == "storage_error" and "no-such-bucket-here" in str(e.value) and "Fix:" in str(e.value)
     with pytest.raises(InputError) as e:
