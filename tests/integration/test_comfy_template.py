@@ -142,3 +142,26 @@ def test_bad_input_gets_a_clear_error_and_comfyui_stays_up(comfy, case, which, n
         assert word in message, f"{case}: {message!r} lacks {word!r}"
     assert "Traceback" not in message
     assert comfy.ready()
+
+
+def test_frames_chain_with_core_video_nodes(comfy, comfy_server):
+    """Frames to Images feeds core CreateVideo + SaveVideo; Images to Frames brings a core IMAGE batch back."""
+    prompt = load_template()
+    prompt["1"]["inputs"]["image"] = comfy.upload(_example_bytes("portrait.png"), "sonicflow_portrait.png")
+    prompt["2"]["inputs"]["audio"] = comfy.upload(_example_bytes("speech.wav"), "sonicflow_speech.wav")
+    prompt["3"]["inputs"]["duration"] = 2.0
+    prompt.update({
+        "10": {"class_type": "SonicFlowFramesToImages", "inputs": {"frames": ["4", 0], "max_frames": 100}},
+        "11": {"class_type": "CreateVideo", "inputs": {"images": ["10", 0], "fps": ["10", 1], "audio": ["4", 2]}},
+        "12": {"class_type": "SaveVideo", "inputs": {"video": ["11", 0], "filename_prefix": "sonicflow/core",
+                                                     "format": "auto", "codec": "auto"}},
+        "13": {"class_type": "SonicFlowImagesToFrames", "inputs": {"images": ["10", 0], "fps": ["10", 1]}},
+    })
+    prompt["5"]["inputs"]["frames"] = ["13", 0]
+    entry = comfy.run(prompt, timeout=300)
+    saved = entry["outputs"]["12"]["images"][0]
+    core = probe_video(os.path.join(comfy_server.base, "output", saved["subfolder"], saved["filename"]))
+    assert core.n_frames == 50 and core.audio_codec == "aac"
+    ours = entry["outputs"]["6"]["images"][0]
+    mine = probe_video(os.path.join(comfy_server.base, "output", ours["subfolder"], ours["filename"]))
+    assert mine.n_frames == 50 and abs(mine.duration - 2.0) <= 1 / 25
