@@ -6,7 +6,7 @@ import hashlib
 import numpy as np
 import torch
 
-from ..sonic_core.media.audio import Audio
+from ..sonic_core import Audio
 
 
 def image_to_numpy(image: torch.Tensor, index: int = 0) -> np.ndarray:

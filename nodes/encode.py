@@ -7,9 +7,9 @@ import folder_paths
 import numpy as np
 from comfy_api.input_impl import VideoFromFile
 
-from ..sonic_core.frames import ArrayFrames
-from ..sonic_core.media.encode import PRESETS, encode_mp4
-from ..sonic_core.provenance import provenance_metadata
+from ..sonic_core import ArrayFrames
+from ..sonic_core import PRESETS, encode_mp4
+from ..sonic_core import provenance_metadata
 from .convert import Progress, audio_from_comfy, image_to_numpy
 from .errors import SonicFlowNodeError, user_errors
 

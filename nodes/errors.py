@@ -1,7 +1,7 @@
 """Errors shown in the ComfyUI canvas: sonic_core's messages already name the input and the fix."""
 from __future__ import annotations
 
-from ..sonic_core.errors import SonicFlowError
+from ..sonic_core import SonicFlowError
 
 
 class SonicFlowNodeError(Exception):

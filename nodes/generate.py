@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..sonic_core.engines import ENGINES, generate
-from ..sonic_core.frames import ArrayFrames
+from ..sonic_core import ENGINES, generate
+from ..sonic_core import ArrayFrames
 from .convert import audio_to_comfy, image_to_numpy, numpy_to_image
 from .errors import SonicFlowNodeError, user_errors
 from .models import sonic_model_roots

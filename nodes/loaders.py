@@ -7,8 +7,8 @@ import shutil
 
 import folder_paths
 
-from ..sonic_core.media.audio import load_audio
-from ..sonic_core.media.image import load_image
+from ..sonic_core import load_audio
+from ..sonic_core import load_image
 from .convert import audio_to_comfy, numpy_to_image
 from .errors import user_errors
 

@@ -1,7 +1,7 @@
 """SonicFlow PreData: face, crop and frame count, decided once from the portrait and the speech."""
 from __future__ import annotations
 
-from ..sonic_core.predata import NO_FACE_MODES, prepare
+from ..sonic_core import NO_FACE_MODES, prepare
 from .convert import audio_from_comfy, digest, image_to_numpy
 from .errors import user_errors
 

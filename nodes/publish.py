@@ -7,11 +7,11 @@ import tempfile
 
 import folder_paths
 
-from ..sonic_core.errors import InputError
-from ..sonic_core.media.encode import probe_video
-from ..sonic_core.provenance import read_provenance
-from ..sonic_core.publish import SINKS, publish_local
-from ..sonic_core.publish.s3 import publish_s3
+from ..sonic_core import InputError
+from ..sonic_core import probe_video
+from ..sonic_core import read_provenance
+from ..sonic_core import SINKS, publish_local
+from ..sonic_core import publish_s3
 from .encode import video_preview
 from .errors import user_errors
 

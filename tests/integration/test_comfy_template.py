@@ -151,15 +151,15 @@ def test_frames_chain_with_core_video_nodes(comfy, comfy_server):
     prompt["2"]["inputs"]["audio"] = comfy.upload(_example_bytes("speech.wav"), "sonicflow_speech.wav")
     prompt["3"]["inputs"]["duration"] = 2.0
     prompt.update({
-        "10": {"class_type": "SonicFlowFramesToImages", "inputs": {"frames": ["4", 0], "max_frames": 100}},
-        "11": {"class_type": "CreateVideo", "inputs": {"images": ["10", 0], "fps": ["10", 1], "audio": ["4", 2]}},
-        "12": {"class_type": "SaveVideo", "inputs": {"video": ["11", 0], "filename_prefix": "sonicflow/core",
+        "110": {"class_type": "SonicFlowFramesToImages", "inputs": {"frames": ["4", 0], "max_frames": 100}},
+        "111": {"class_type": "CreateVideo", "inputs": {"images": ["110", 0], "fps": ["110", 1], "audio": ["4", 2]}},
+        "112": {"class_type": "SaveVideo", "inputs": {"video": ["111", 0], "filename_prefix": "sonicflow/core",
                                                      "format": "auto", "codec": "auto"}},
-        "13": {"class_type": "SonicFlowImagesToFrames", "inputs": {"images": ["10", 0], "fps": ["10", 1]}},
+        "113": {"class_type": "SonicFlowImagesToFrames", "inputs": {"images": ["110", 0], "fps": ["110", 1]}},
     })
-    prompt["5"]["inputs"]["frames"] = ["13", 0]
+    prompt["5"]["inputs"]["frames"] = ["113", 0]
     entry = comfy.run(prompt, timeout=300)
-    saved = entry["outputs"]["12"]["images"][0]
+    saved = entry["outputs"]["112"]["images"][0]
     core = probe_video(os.path.join(comfy_server.base, "output", saved["subfolder"], saved["filename"]))
     assert core.n_frames == 50 and core.audio_codec == "aac"
     ours = entry["outputs"]["6"]["images"][0]
