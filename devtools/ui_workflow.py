@@ -32,19 +32,23 @@ def to_ui(api: dict, object_info: dict) -> dict:
         for section in ("required", "optional"):
             for name, spec in info["input"].get(section, {}).items():
                 value = node["inputs"].get(name)
-                if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
-                    link_id += 1
-                    links.append([link_id, int(value[0]), value[1], int(node_id), len(inputs), spec[0]])
-                    out_links.setdefault((value[0], value[1]), []).append(link_id)
-                    inputs.append({"name": name, "type": spec[0], "link": link_id})
-                elif _is_widget(spec):
-                    widgets.append(value if name in node["inputs"] else spec[1].get("default"))
+                linked = isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+                if _is_widget(spec):
+                    # A widget fed by a link (e.g. from a Job Input) keeps its slot in widgets_values.
+                    widgets.append(spec[1].get("default") if linked or name not in node["inputs"] else value)
                     if name in ("seed", "noise_seed"):
                         widgets.append("fixed")
                     for flag, extra in EXTRA_VALUES.items():
                         if spec[1].get(flag):
                             widgets.extend(extra)
-                else:
+                if linked:
+                    kind = spec[0] if isinstance(spec[0], str) else "COMBO"
+                    link_id += 1
+                    links.append([link_id, int(value[0]), value[1], int(node_id), len(inputs), kind])
+                    out_links.setdefault((value[0], value[1]), []).append(link_id)
+                    inputs.append({"name": name, "type": kind, "link": link_id,
+                                   **({"widget": {"name": name}} if _is_widget(spec) else {})})
+                elif not _is_widget(spec):
                     inputs.append({"name": name, "type": spec[0], "link": None})
         nodes.append({"id": int(node_id), "type": node["class_type"], "title": node.get("_meta", {}).get("title"),
                       "pos": [60 + 340 * column, 120 + 60 * (column % 2)], "size": [300, 160], "flags": {},

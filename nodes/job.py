@@ -1,0 +1,134 @@
+"""SonicFlow Job Input and Job Result: a saved workflow declares its own batch-job interface.
+
+The queue bridge (queue_bridge/template.py) finds these nodes by class and fills them *by name* from a job, so no
+node id is written anywhere. In the canvas they are harmless: a Job Input passes its linked loader's output through
+(file inputs) or emits its default (values), and a Job Result just reports what it was given.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import folder_paths
+
+from .errors import SonicFlowNodeError
+
+INPUT_KINDS = ("image", "audio", "video", "file", "string", "int", "float", "boolean")
+FILE_KINDS = ("image", "audio", "video", "file")
+RESULT_KEY = "sonicflow_result"  # key of the ui dict the bridge reads back from /history
+
+
+class AnyType(str):
+    """A socket type that matches every other type (ComfyUI compares types with `!=`)."""
+
+    def __ne__(self, other):
+        return False
+
+    __hash__ = str.__hash__
+
+
+ANY = AnyType("*")
+
+
+def parse_value(kind: str, text: str):
+    """A Job Input's default (always typed as text in the canvas) as the value its kind means."""
+    text = text.strip()
+    if kind == "int":
+        return int(text)
+    if kind == "float":
+        return float(text)
+    if kind == "boolean":
+        if text.lower() in ("true", "1", "yes", "on"):
+            return True
+        if text.lower() in ("false", "0", "no", "off", ""):
+            return False
+        raise ValueError(f"{text!r} is not a boolean")
+    return text
+
+
+class SonicFlowJobInput:
+    TITLE = "Job Input"
+    CATEGORY = "SonicFlow"
+    DESCRIPTION = ("Declares one input of this workflow for batch jobs (RabbitMQ bridge), filled by name. File kinds "
+                   "(image, audio, video, file): link a loader's output into `value`; the bridge puts the job's file "
+                   "into that loader. Value kinds (string, int, float, boolean): link the output where the value goes; "
+                   "`default` is used when you run it by hand or the job leaves it out.")
+    RETURN_TYPES = (ANY,)
+    RETURN_NAMES = ("value",)
+    OUTPUT_TOOLTIPS = ("The linked loader's output (file kinds) or the value (value kinds).",)
+    FUNCTION = "emit"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "name": ("STRING", {"default": "input", "tooltip": "The name a job uses for this input (e.g. image, seed)."}),
+            "type": (list(INPUT_KINDS), {"default": "string", "tooltip": "What the job must give: a file of this "
+                                                                       "kind, or a value of this type."}),
+            "default": ("STRING", {"default": "", "tooltip": "Value kinds: the value when the job leaves it out "
+                                                             "(written as text: 7, 0.5, true, lite)."}),
+            "required": ("BOOLEAN", {"default": False, "tooltip": "A job that leaves this input out is refused."}),
+        }, "optional": {
+            "value": (ANY, {"tooltip": "File kinds: link the loader's output here (its file is what the job replaces)."}),
+        }}
+
+    def emit(self, name, type, default, required, value=None):  # noqa: A002 (the widget is called `type`)
+        kind = type
+        if value is not None:
+            return (value,)
+        if kind in FILE_KINDS:
+            raise SonicFlowNodeError(f"SonicFlow Job Input '{name}': value: a {kind} input needs a loader linked "
+                                     "into `value`. Fix: connect a Load Image / Load Audio output to it.")
+        try:
+            return (parse_value(kind, default),)
+        except ValueError:
+            raise SonicFlowNodeError(f"SonicFlow Job Input '{name}': default: {default!r} is not a valid {kind}. "
+                                     f"Fix: type a {kind} value.") from None
+
+
+def _describe(value) -> dict:
+    """What the bridge needs to fetch a result: a file ComfyUI can serve through /view, a URL, or a plain value."""
+    if isinstance(value, str):
+        path = value[len("file://"):] if value.startswith("file://") else value
+        if os.path.isabs(path) and os.path.isfile(path):
+            for kind, root in (("output", folder_paths.get_output_directory()),
+                               ("temp", folder_paths.get_temp_directory()),
+                               ("input", folder_paths.get_input_directory())):
+                root = os.path.abspath(root)
+                if os.path.commonpath([os.path.abspath(path), root]) == root:
+                    sub = os.path.relpath(os.path.dirname(os.path.abspath(path)), root)
+                    item = {"kind": "file", "filename": os.path.basename(path),
+                            "subfolder": "" if sub == "." else sub, "type": kind}
+                    sidecar = os.path.splitext(path)[0] + ".json"
+                    if os.path.isfile(sidecar):
+                        try:
+                            with open(sidecar) as f:
+                                item["meta"] = json.load(f)
+                        except (OSError, ValueError):
+                            pass
+                    return item
+        if "://" in value:
+            return {"kind": "url", "url": value}
+        return {"kind": "value", "value": value}
+    if isinstance(value, (bool, int, float)) or value is None:
+        return {"kind": "value", "value": value}
+    return {"kind": "value", "value": str(value)}
+
+
+class SonicFlowJobResult:
+    TITLE = "Job Result"
+    CATEGORY = "SonicFlow"
+    OUTPUT_NODE = True
+    DESCRIPTION = ("Marks what this workflow returns to a batch job, under a name (e.g. link Publish's url as "
+                   "'video'). The bridge fetches files it names and stores them where the job asked.")
+    RETURN_TYPES = ()
+    FUNCTION = "report"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "name": ("STRING", {"default": "video", "tooltip": "The name of this result in the job's result message."}),
+            "value": (ANY, {"tooltip": "What is returned: a file path or URL (e.g. Publish's url), or a value."}),
+        }}
+
+    def report(self, name, value):
+        return {"ui": {RESULT_KEY: [{"name": name, **_describe(value)}]}}
