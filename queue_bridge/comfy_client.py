@@ -95,3 +95,31 @@ class ComfyClient:
     def interrupt(self, prompt_id: str | None = None) -> None:
         self.http.post(self.base + "/interrupt", json={"prompt_id": prompt_id} if prompt_id else {},
                        timeout=self.timeout).raise_for_status()
+
+    # --- used by the queue bridge -----------------------------------------------------------------------------------
+
+    def system_stats(self) -> dict:
+        return self._get("/system_stats").json()
+
+    def queue_state(self) -> dict:
+        """{"queue_running": [...], "queue_pending": [...]}; items are (number, prompt_id, prompt, extra, outputs)."""
+        return self._get("/queue").json()
+
+    def is_queued(self, prompt_id: str) -> bool:
+        state = self.queue_state()
+        return any(item[1] == prompt_id for key in ("queue_running", "queue_pending") for item in state.get(key, []))
+
+    def delete_pending(self, prompt_id: str) -> None:
+        self.http.post(self.base + "/queue", json={"delete": [prompt_id]}, timeout=self.timeout).raise_for_status()
+
+    def open_ws(self, client_id: str, timeout: float = 2.0):
+        """A websocket for progress messages, or None when it cannot be opened (the history is the truth anyway)."""
+        try:
+            import websocket
+
+            ws = websocket.create_connection(self.base.replace("http", "ws", 1) + f"/ws?clientId={client_id}",
+                                             timeout=timeout)
+            ws.settimeout(0.5)
+            return ws
+        except Exception:  # noqa: BLE001 - progress is optional
+            return None

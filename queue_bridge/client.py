@@ -1,0 +1,144 @@
+"""Submitting jobs (publisher confirms, mandatory routing), waiting for results, queue status, the dead-letter queue."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+from .config import Settings
+from .protocol import BROKER_REASONS
+from .topology import DEAD_KEY, JOB_KEY
+
+ATTEMPT_HEADER = "x-sonicflow-attempt"
+
+
+class NotAccepted(Exception):
+    """The broker did not take the job (unroutable, or nacked): it was NOT queued; the caller must act."""
+
+
+class BridgeClient:
+    def __init__(self, settings: Settings | None = None, declare: bool = True):
+        import pika
+
+        self.s = settings or Settings()
+        self.topology = self.s.topology()
+        self.connection = pika.BlockingConnection(self.s.connection_parameters())
+        self.channel = self.connection.channel()
+        if declare:
+            self.topology.declare(self.channel)
+        self.channel.confirm_delivery()
+
+    def close(self):
+        if self.connection.is_open:
+            self.connection.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def publish_job(self, job: dict, routing_key: str = JOB_KEY, headers: dict | None = None) -> None:
+        """Publish one job; returns once the broker confirmed it (replicated to a quorum), else NotAccepted."""
+        import pika
+
+        body = json.dumps(job).encode() if isinstance(job, dict) else job
+        try:
+            self.channel.basic_publish(self.topology.jobs_exchange, routing_key, body, pika.BasicProperties(
+                delivery_mode=2, content_type="application/json", headers=headers or None,
+                message_id=job.get("job_id") if isinstance(job, dict) else None), mandatory=True)
+        except pika.exceptions.UnroutableError as e:
+            raise NotAccepted(f"unroutable: no queue is bound to {self.topology.jobs_exchange} with key "
+                              f"'{routing_key}' ({e}); the job was not queued") from e
+        except pika.exceptions.NackError as e:
+            raise NotAccepted(f"the broker refused the job ({e}); it was not queued") from e
+
+    def reply_queue(self, job_id: str) -> str:
+        """A private queue that receives the result of `job_id` (declare it before publishing the job)."""
+        q = self.channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+        self.channel.queue_bind(q, self.topology.results_exchange, f"result.{job_id}")
+        return q
+
+    def wait_result(self, queue: str, timeout: float = 3600.0) -> dict | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            method, _props, body = self.channel.basic_get(queue, auto_ack=True)
+            if method is not None:
+                return json.loads(body)
+            self.connection.process_data_events(time_limit=0.2)
+        return None
+
+    def submit(self, job: dict, wait: bool = False, timeout: float = 3600.0) -> dict | None:
+        q = self.reply_queue(job["job_id"]) if wait else None
+        self.publish_job(job)
+        return self.wait_result(q, timeout) if wait else None
+
+    def status(self) -> dict:
+        out = {}
+        for q in self.topology.queue_names():
+            ok = self.channel.queue_declare(q, passive=True).method
+            out[q] = {"messages": ok.message_count, "consumers": ok.consumer_count}
+        return out
+
+    # -- dead-letter queue -----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def describe_dead(props, body: bytes) -> dict:
+        headers = props.headers or {}
+        code = headers.get("x-sonicflow-error-code")
+        message = headers.get("x-sonicflow-error-message")
+        if not code:  # dead-lettered by the broker itself (x-death)
+            deaths = headers.get("x-death") or []
+            code = (headers.get("x-first-death-reason") or (deaths[0].get("reason") if deaths else None) or "unknown")
+            code = code.decode() if isinstance(code, bytes) else code
+            message = BROKER_REASONS.get(code, f"dead-lettered by the broker: {code}")
+        try:
+            doc = json.loads(body)
+            job_id = doc.get("job_id") if isinstance(doc, dict) else None
+        except (ValueError, UnicodeDecodeError):
+            job_id = None
+        return {"job_id": job_id, "code": code, "message": message, "attempt": headers.get(ATTEMPT_HEADER),
+                "deliveries": headers.get("x-delivery-count"), "body": body.decode("utf-8", "replace")[:2000]}
+
+    def dlq_list(self, limit: int = 1000) -> list[dict]:
+        """Every dead-lettered job (up to `limit`), left in the queue."""
+        items, tags = [], []
+        for _ in range(limit):
+            method, props, body = self.channel.basic_get(self.topology.dlq, auto_ack=False)
+            if method is None:
+                break
+            tags.append(method.delivery_tag)
+            items.append(self.describe_dead(props, body))
+        if tags:
+            self.channel.basic_nack(tags[-1], multiple=True, requeue=True)
+        return items
+
+    def dlq_replay(self, job_ids: set | None = None, code: str | None = None, limit: int = 1000) -> list[str]:
+        """Publish dead-lettered jobs (all, or those with these ids / this code) back to the jobs queue, attempt 1.
+        Each is acked in the DLQ only after the jobs queue confirmed its copy."""
+        import pika
+
+        replayed, keep = [], []
+        for _ in range(limit):
+            method, props, body = self.channel.basic_get(self.topology.dlq, auto_ack=False)
+            if method is None:
+                break
+            d = self.describe_dead(props, body)
+            if (job_ids and d["job_id"] not in job_ids) or (code and d["code"] != code):
+                keep.append(method.delivery_tag)
+                continue
+            self.channel.basic_publish(self.topology.jobs_exchange, JOB_KEY, body, pika.BasicProperties(
+                delivery_mode=2, content_type="application/json", headers={"x-sonicflow-replayed": 1}),
+                mandatory=True)
+            self.channel.basic_ack(method.delivery_tag)
+            replayed.append(d["job_id"])
+        for tag in keep:
+            self.channel.basic_nack(tag, requeue=True)
+        return replayed
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+__all__ = ["BridgeClient", "NotAccepted", "new_job_id", "DEAD_KEY"]

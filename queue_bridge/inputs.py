@@ -1,0 +1,184 @@
+"""Fetching a job's input files safely: s3:// objects, http(s) URLs on an allow-list (private, loopback and
+link-local addresses refused after DNS resolution, redirects re-checked), or paths under a configured root.
+Bytes are checked against a size limit and sniffed for a supported format before ComfyUI sees them."""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlparse
+
+from .protocol import JobError
+
+MEDIA_EXT = {"image": {"png": ".png", "jpeg": ".jpg", "webp": ".webp"},
+             "audio": {"wav": ".wav", "mp3": ".mp3", "flac": ".flac", "ogg": ".ogg", "mp4": ".m4a"},
+             "video": {"mp4": ".mp4", "webm": ".webm"}}
+
+
+def sniff(data: bytes) -> str | None:
+    """The container format of `data` from its first bytes (what the loaders can decode)."""
+    head = data[:64]
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "wav"
+    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return "mp3"
+    if head.startswith(b"fLaC"):
+        return "flac"
+    if head.startswith(b"OggS"):
+        return "ogg"
+    if head[4:8] == b"ftyp":
+        return "mp4"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "webm"
+    return None
+
+
+@dataclass
+class InputPolicy:
+    input_root: str | None = None  # paths must resolve under it; None = path inputs refused
+    http_allow: list = field(default_factory=list)  # host globs, e.g. ["media.example.com", "*.cdn.example.com"]
+    allow_private_networks: bool = False  # only for tests on loopback; never in production
+    max_bytes: int = 200 * 1024 * 1024
+    s3_endpoint: str = ""
+
+
+def _check_addresses(host: str, port: int, policy: InputPolicy) -> None:
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as e:
+        raise JobError("input_unavailable", f"cannot resolve {host}: {e}") from None
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0].split("%")[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        bad = (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
+               or ip.is_unspecified)
+        if bad and not policy.allow_private_networks:
+            raise JobError("private_address", f"{host} resolves to {ip}, a private/loopback/link-local address")
+
+
+def _fetch_http(url: str, policy: InputPolicy, hops: int = 3) -> bytes:
+    import requests
+
+    for _ in range(hops + 1):
+        p = urlparse(url)
+        host = (p.hostname or "").lower()
+        if not any(fnmatch.fnmatch(host, pat.lower()) for pat in policy.http_allow):
+            raise JobError("host_not_allowed", f"{host or url} is not on the worker's http allow-list")
+        _check_addresses(host, p.port or (443 if p.scheme == "https" else 80), policy)
+        try:
+            r = requests.get(url, stream=True, timeout=(5, 30), allow_redirects=False)
+        except requests.RequestException as e:
+            raise JobError("input_unavailable", f"GET {url}: {e}") from None
+        with r:
+            if r.is_redirect:
+                url = urljoin(url, r.headers.get("location", ""))
+                if urlparse(url).scheme not in ("http", "https"):
+                    raise JobError("scheme_not_allowed", f"redirect to {url}")
+                continue
+            if r.status_code == 404 or r.status_code == 410:
+                raise JobError("input_not_found", f"GET {url}: {r.status_code}")
+            if r.status_code >= 500 or r.status_code == 429:
+                raise JobError("input_unavailable", f"GET {url}: {r.status_code}")
+            if r.status_code != 200:
+                raise JobError("input_not_found", f"GET {url}: {r.status_code}")
+            declared = int(r.headers.get("content-length") or 0)
+            if declared > policy.max_bytes:
+                raise JobError("input_too_large", f"{url}: {declared} bytes > limit {policy.max_bytes}")
+            buf = bytearray()
+            for chunk in r.iter_content(1 << 16):
+                buf += chunk
+                if len(buf) > policy.max_bytes:
+                    raise JobError("input_too_large", f"{url}: more than {policy.max_bytes} bytes")
+            return bytes(buf)
+    raise JobError("input_not_found", f"{url}: too many redirects")
+
+
+def _fetch_s3(url: str, policy: InputPolicy) -> bytes:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from sonic_core.publish.s3 import s3_client
+
+    p = urlparse(url)
+    bucket, key = p.netloc, p.path.lstrip("/")
+    if not bucket or not key:
+        raise JobError("input_not_found", f"{url}: needs s3://bucket/key")
+    client = s3_client(policy.s3_endpoint)
+    try:
+        head = client.head_object(Bucket=bucket, Key=key)
+        if head["ContentLength"] > policy.max_bytes:
+            raise JobError("input_too_large", f"{url}: {head['ContentLength']} bytes > limit {policy.max_bytes}")
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as e:
+        code = e.response.get("Error", {}).get("Code")
+        if code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket", "403", "AccessDenied"):
+            raise JobError("input_not_found", f"{url}: {code}") from None
+        raise JobError("storage_unavailable", f"{url}: {e}") from None
+    except BotoCoreError as e:
+        raise JobError("storage_unavailable", f"{url}: {e}") from None
+
+
+def _fetch_path(location: str, policy: InputPolicy) -> bytes:
+    if not policy.input_root:
+        raise JobError("path_outside_root", f"{location}: this worker has no input root (path inputs are off)")
+    root = os.path.realpath(policy.input_root)
+    path = location[len("file://"):] if location.startswith("file://") else location
+    if "\x00" in path:
+        raise JobError("path_outside_root", f"{location!r}: NUL byte in path")
+    full = os.path.realpath(os.path.join(root, path))  # an absolute path replaces the root; realpath follows links
+    if os.path.commonpath([full, root]) != root:
+        raise JobError("path_outside_root", f"{location} resolves outside the input root")
+    if not os.path.isfile(full):
+        raise JobError("input_not_found", f"{location}: no such file under the input root")
+    size = os.path.getsize(full)
+    if size > policy.max_bytes:
+        raise JobError("input_too_large", f"{location}: {size} bytes > limit {policy.max_bytes}")
+    with open(full, "rb") as f:
+        return f.read()
+
+
+def fetch(location: str, policy: InputPolicy) -> bytes:
+    scheme = urlparse(location).scheme.lower()
+    if scheme == "s3":
+        return _fetch_s3(location, policy)
+    if scheme in ("http", "https"):
+        return _fetch_http(location, policy)
+    if scheme in ("", "file"):
+        return _fetch_path(location, policy)
+    raise JobError("scheme_not_allowed", f"{location[:80]}: scheme {scheme!r} (use s3://, http(s):// or a path)")
+
+
+@dataclass
+class FetchedInput:
+    name: str
+    kind: str
+    data: bytes
+    sha256: str
+    ext: str
+
+
+def fetch_input(name: str, kind: str, spec: dict, policy: InputPolicy) -> FetchedInput:
+    data = fetch(spec["url"], policy)
+    if not data:
+        raise JobError("unsupported_media", f"input {name}: empty file")
+    digest = hashlib.sha256(data).hexdigest()
+    if spec.get("sha256") and spec["sha256"] != digest:
+        raise JobError("checksum_mismatch", f"input {name}: sha256 {digest} != {spec['sha256']}")
+    fmt = sniff(data)
+    if kind in MEDIA_EXT:
+        if fmt not in MEDIA_EXT[kind]:
+            raise JobError("unsupported_media", f"input {name}: expected {kind} ({', '.join(MEDIA_EXT[kind])}), "
+                                                f"got {fmt or 'unknown bytes'}")
+        ext = MEDIA_EXT[kind][fmt]
+    else:
+        ext = os.path.splitext(urlparse(spec["url"]).path)[1][:8] or ".bin"
+    return FetchedInput(name, kind, data, digest, ext)

@@ -1,0 +1,106 @@
+"""The RabbitMQ topology, declared idempotently by every worker and client (works on RabbitMQ 3.10 and 4.x).
+
+    <p>.jobs      exchange (direct)  -> queue <p>.jobs (quorum, x-delivery-limit, at-least-once dead-lettering)
+    <p>.dlx       exchange (direct)  -> queue <p>.dlq  (quorum): malformed, exhausted and poison jobs
+    <p>.retry     exchange (direct)  -> queues <p>.retry.<i> (quorum, x-message-ttl = delay i) that dead-letter
+                                        back into <p>.jobs: retry with a growing delay
+    <p>.results   exchange (topic)   -> queue <p>.results (quorum, bound result.#); routing key result.<job_id>
+    <p>.events    exchange (topic)   progress events, routing key progress.<job_id> (bind your own queue)
+
+Every queue that dead-letters uses `x-dead-letter-strategy=at-least-once` with `x-overflow=reject-publish` (the
+default drop-head silently falls back to at-most-once), so a dead-lettered job is kept until the target confirms.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+JOB_KEY = "job"
+DEAD_KEY = "dead"
+
+
+@dataclass(frozen=True)
+class Topology:
+    prefix: str = "sonicflow"
+    delivery_limit: int = 5
+    retry_delays_s: tuple = (5.0, 30.0, 120.0, 600.0)
+    extra_queue_args: dict = field(default_factory=dict)  # e.g. {"x-quorum-initial-group-size": 3}
+
+    @property
+    def jobs_exchange(self): return f"{self.prefix}.jobs"
+    @property
+    def jobs_queue(self): return f"{self.prefix}.jobs"
+    @property
+    def dlx(self): return f"{self.prefix}.dlx"
+    @property
+    def dlq(self): return f"{self.prefix}.dlq"
+    @property
+    def retry_exchange(self): return f"{self.prefix}.retry"
+    @property
+    def results_exchange(self): return f"{self.prefix}.results"
+    @property
+    def results_queue(self): return f"{self.prefix}.results"
+    @property
+    def events_exchange(self): return f"{self.prefix}.events"
+
+    def retry_queue(self, i: int) -> str:
+        return f"{self.prefix}.retry.{i}"
+
+    def retry_tier(self, attempt: int) -> int:
+        """Delay tier for the retry after `attempt` (1-based): grows with each attempt, capped at the longest."""
+        return min(max(attempt, 1), len(self.retry_delays_s)) - 1
+
+    def queue_names(self) -> list[str]:
+        return [self.jobs_queue, self.dlq, self.results_queue] + [self.retry_queue(i)
+                                                                  for i in range(len(self.retry_delays_s))]
+
+    def exchange_names(self) -> list[str]:
+        return [self.jobs_exchange, self.dlx, self.retry_exchange, self.results_exchange, self.events_exchange]
+
+    def _quorum(self, **args) -> dict:
+        return {"x-queue-type": "quorum", **self.extra_queue_args, **args}
+
+    def _dead_letters_to(self, exchange: str, key: str) -> dict:
+        return {"x-dead-letter-exchange": exchange, "x-dead-letter-routing-key": key,
+                "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+
+    def jobs_queue_args(self) -> dict:
+        return self._quorum(**{"x-delivery-limit": self.delivery_limit}, **self._dead_letters_to(self.dlx, DEAD_KEY))
+
+    def declare(self, channel) -> None:
+        """Declare everything (idempotent). A queue that already exists with other arguments makes RabbitMQ close
+        the channel with PRECONDITION_FAILED: TopologyMismatch says which one and what to do."""
+        import pika.exceptions
+
+        try:
+            channel.exchange_declare(self.jobs_exchange, "direct", durable=True)
+            channel.exchange_declare(self.dlx, "direct", durable=True)
+            channel.exchange_declare(self.retry_exchange, "direct", durable=True)
+            channel.exchange_declare(self.results_exchange, "topic", durable=True)
+            channel.exchange_declare(self.events_exchange, "topic", durable=True)
+            channel.queue_declare(self.dlq, durable=True, arguments=self._quorum())
+            channel.queue_bind(self.dlq, self.dlx, DEAD_KEY)
+            channel.queue_declare(self.jobs_queue, durable=True, arguments=self.jobs_queue_args())
+            channel.queue_bind(self.jobs_queue, self.jobs_exchange, JOB_KEY)
+            for i, delay in enumerate(self.retry_delays_s):
+                channel.queue_declare(self.retry_queue(i), durable=True, arguments=self._quorum(
+                    **{"x-message-ttl": int(delay * 1000)}, **self._dead_letters_to(self.jobs_exchange, JOB_KEY)))
+                channel.queue_bind(self.retry_queue(i), self.retry_exchange, str(i))
+            channel.queue_declare(self.results_queue, durable=True, arguments=self._quorum())
+            channel.queue_bind(self.results_queue, self.results_exchange, "result.#")
+        except pika.exceptions.ChannelClosedByBroker as e:
+            if e.reply_code == 406:
+                raise TopologyMismatch(f"{e.reply_text}. A queue or exchange of prefix '{self.prefix}' exists with "
+                                       "other settings: delete it (rabbitmqctl delete_queue NAME) once it is drained, "
+                                       "or use another --prefix") from e
+            raise
+
+    def delete(self, channel) -> None:
+        """Remove every queue and exchange of this prefix (tests, and `sonicflow` users retiring a prefix)."""
+        for q in self.queue_names():
+            channel.queue_delete(q)
+        for x in self.exchange_names():
+            channel.exchange_delete(x)
+
+
+class TopologyMismatch(RuntimeError):
+    pass
