@@ -24,6 +24,9 @@ LEAD_S = 0.03             # sample the (lagging) smoothed tracks this much ahead
 OPEN_FULL = 0.08          # full jaw drop at the lips, as a fraction of the face-box height
 UPPER_LIP_RAISE = 0.3     # the upper lip rises by this fraction of the jaw drop
 ROUND_FULL = 0.22         # full rounding pulls the mouth corners in by this fraction of the half-width
+ROUND_GAP = 0.4           # ... and shortens the lips' opening by this fraction of it
+TEETH_RGB = np.array([232, 220, 194], np.float32)   # off-white, a little warm
+TOOTH_EDGES = np.array([0.0, 0.34, 0.6, 0.8], np.float32)   # incisor/canine edges, in mouth half-widths
 
 
 def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
@@ -164,9 +167,9 @@ class _Mouth:
         gx = 1.0 - _smoothstep(1.0, 1.9, np.abs(b.X - cx) / hw)
         gy = 1.0 - _smoothstep(0.0, 0.2 * fh, np.abs(d))
         self.RX = (((b.X - cx) / hw) * gx * gy * ROUND_FULL * hw).astype(np.float32)
-        self.feather = max(1.0, 0.012 * fh)
+        self.feather = max(1.0, 0.006 * fh)     # the gap's edge: soft, ~1-2 px
         # The inside of the mouth: the lip colour pulled toward a generic mucosa red (grey photos stay plausible).
-        self.inner_rgb = 0.35 * self._lip_colour(image, lm) + 0.65 * np.array([165, 48, 52], np.float32)
+        self.inner_rgb = 0.3 * self._lip_colour(image, lm) + 0.7 * np.array([165, 46, 38], np.float32)
         # A fixed, soft mottling so the inside is not a flat computer-graphics gradient.
         noise = np.random.default_rng(7).standard_normal(b.X.shape).astype(np.float32)
         self.mottle = 1.0 + 0.08 * cv2.GaussianBlur(noise, (0, 0), max(1.0, 0.01 * fh)) / 0.25
@@ -185,44 +188,68 @@ class _Mouth:
         op = jaw * self.open_px
         sx = b.X + rounding * self.RX
         u2 = ((sx - self.cx) / self.hw) ** 2
-        lens = np.maximum(1.0 - u2, 0.0) ** 0.7   # between an ellipse and a parabola: lips meet at the corners
+        # The lips part over a lens that ends short of the corners; rounding shortens it and blunts its ends,
+        # so a rounded mouth opens narrower and more circular.
+        uw2 = u2 / (1.0 - ROUND_GAP * rounding) ** 2
+        lens = np.maximum(1.0 - uw2, 0.0) ** (1.0 - 0.4 * rounding)
         sy = b.Y + op * (lens * self.C + self.B)
         out = cv2.remap(image, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if op * lens.max() > 0.5:
-            self._cavity(out, sy, u2, lens, op)
+            self._cavity(out, sy, u2, uw2, lens, op)
         return out
 
-    def _cavity(self, out: np.ndarray, sy: np.ndarray, u2: np.ndarray, lens: np.ndarray, op: float) -> None:
-        """Pixels whose source lies on the wrong side of the lip line are the opened gap: shade them as the
-        mouth's inside -- wet inner lips at the rim, a dark throat, the upper lip's shadow at the top, the
-        tongue low -- and, when the photo shows no teeth, a hint of upper teeth under the lip."""
+    def _cavity(self, out: np.ndarray, sy: np.ndarray, u2: np.ndarray, uw2: np.ndarray, lens: np.ndarray,
+                op: float) -> None:
+        """Pixels whose source lies on the wrong side of the lip line are the opened gap. Shade them as the
+        mouth's inside: each lip's own colour rolling darker over its wet inner rim, a warm red-brown throat,
+        darkest under the upper lip and toward the corners, lighter over the tongue; and, when the photo shows
+        no teeth, a faint shaded band of upper teeth at wide openings."""
         b, lm = self.box, self.lm
         lip_src = lm.lip_y + lm.lip_curve * np.minimum(u2, 1.0)
         depth = self.sign * (lip_src - sy)                          # >0 inside the gap (source pixels)
         alpha = np.clip(depth / self.feather + 0.5, 0.0, 1.0) * (lens > 0)
-        rows = np.nonzero(alpha.max(axis=1) > 0)[0]
+        rows, cols = np.nonzero(alpha.max(axis=1) > 0)[0], np.nonzero(alpha.max(axis=0) > 0)[0]
         if len(rows) == 0:
             return
-        r0, r1 = rows[0], rows[-1] + 1
-        a, ln = alpha[r0:r1, :, None], lens[r0:r1, :, None]
+        win = np.s_[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        a, ln, X, Y = alpha[win], lens[win], b.X[win], b.Y[win]
         gap = np.maximum(op * ln * (1 + UPPER_LIP_RAISE), 1.0)       # the gap's height in each column
-        y_in = b.Y[r0:r1, :, None] - (lm.lip_line(b.X[r0:r1]) - UPPER_LIP_RAISE * op * lens[r0:r1])[..., None]
-        v = np.clip(y_in / gap, 0.0, 1.0)                           # 0 under the upper lip, 1 on the lower
-        rim = 1.0 - _smoothstep(0.0, 1.0, np.minimum(v, 1.0 - v) * gap / np.maximum(1.5, 0.2 * gap))  # inner lips
-        inner = self.inner_rgb
-        col = inner * (0.28 + 0.45 * rim) * (0.5 + 0.5 * _smoothstep(0.0, 0.8, v))  # shadow under the upper lip
-        col = col * self.mottle[r0:r1, :, None]
+        dt = np.clip(Y - (lm.lip_line(X) - UPPER_LIP_RAISE * op * ln), 0.0, gap)   # px below the upper lip
+        db = gap - dt                                               # px above the lower lip
+        v, lat = dt / gap, np.sqrt(np.minimum(uw2[win], 1.0))       # 0..1 down the gap, 0..1 out to the corner
         wide = min(1.0, op / self.open_px)
-        tongue = _smoothstep(0.5, 1.0, v) * (1.0 - rim) * 0.7 * wide
-        col = col * (1 - tongue) + inner * 0.7 * tongue
+        inner = self.inner_rgb
+        # Inner rims: the lips' own colour, taken just outside the gap in each column.
+        m = a > 0.5
+        k = np.arange(X.shape[1])
+        first, last = np.argmax(m, axis=0), m.shape[0] - 1 - np.argmax(m[::-1], axis=0)
+        H = out.shape[0]
+        up = out[np.clip(rows[0] + first - 2, 0, H - 1), cols[0] + k].astype(np.float32)
+        lo = out[np.clip(rows[0] + last + 2, 0, H - 1), cols[0] + k].astype(np.float32)
+        up, lo = (cv2.blur(c[None], (5, 1))[0] for c in (up, lo))   # the lips' colour, not their pores
+        # Throat: deep shadow under the upper lip, lighter toward the lower lip, darker into the cheeks.
+        shade = (0.25 + 0.2 * _smoothstep(0.15, 1.0, v)) * (1.0 - 0.5 * lat * lat) * self.mottle[win]
+        col = inner * shade[..., None]
+        # Tongue: a low hump in wider openings, lit from above, with a soft 1 px edge.
+        hump = 1.0 - 0.55 * wide * np.sqrt(np.maximum(1.0 - (lat / 0.8) ** 2, 0.0))
+        tongue = (_smoothstep(-1.0, 1.0, (v - hump) * gap) * _smoothstep(0.2, 0.6, wide) * 0.85)[..., None]
+        col += (inner * (0.55 - 0.2 * lat - 0.1 * v)[..., None] - col) * tongue
         if self.teeth:
-            th = 0.3                                                # teeth show in the top 30% of the gap
-            t = (1.0 - _smoothstep(0.5 * th, th, v)) * _smoothstep(0.0, 0.15 * th, v)
-            t = t * (1.0 - _smoothstep(0.25, 0.6, np.sqrt(u2[r0:r1, :, None]))) * 0.55 * min(1.0, 1.5 * wide)
-            ivory = np.array([210, 198, 178], np.float32) * (0.55 + 0.35 * (1.0 - v / th))
-            col = col * (1 - t) + ivory * t
-        region = out[r0:r1].astype(np.float32)
-        out[r0:r1] = (region * (1 - a) + col * a).astype(np.uint8)
+            # Upper incisors and canines in shadow, only at wide openings: dark 1 px seams, rounded biting edges,
+            # shorter and darker toward the corners where the arch turns away.
+            ux = np.abs(X - self.cx)[..., None] / self.hw - TOOTH_EDGES          # tooth edges, in half-widths
+            seam = np.abs(ux).min(axis=-1) * self.hw                           # px to the nearest edge
+            th = 0.3 * self.open_px * (1.0 - 0.35 * lat) * (1.0 - 0.25 * np.exp(-seam * seam / 4.0))
+            t = _smoothstep(0.5, 1.5, dt) * (1.0 - _smoothstep(-1.0, 0.5, dt - th))
+            t *= (1.0 - _smoothstep(0.3, 0.85, lat)) * (1.0 - 0.45 * np.exp(-seam * seam))
+            t = (t * 0.7 * _smoothstep(0.55, 0.95, wide))[..., None]
+            col += (TEETH_RGB * (0.92 - 0.45 * lat - 0.25 * np.exp(-dt / 1.5))[..., None] - col) * t
+        # The upper lip's underside faces down and rolls quickly into shadow (1-2 px); the lower lip's wet
+        # inside faces up into the light and stays lip-coloured a little longer (1-3 px).
+        col += (0.6 * up - col) * np.exp(-dt / np.clip(0.08 * gap, 0.7, 1.5))[..., None]
+        col += (0.85 * lo - col) * np.exp(-db / np.clip(0.15 * gap, 1.0, 3.0))[..., None]
+        region = out[win].astype(np.float32)
+        out[win] = (region + (col - region) * a[..., None]).astype(np.uint8)
 
 
 class _Eye:

@@ -2,6 +2,7 @@
 import os
 
 import cv2
+import matplotlib
 import numpy as np
 import pytest
 
@@ -62,6 +63,31 @@ def test_still_head_keeps_upper_face(portrait, speech):
     assert all(np.array_equal(f[forehead], image[forehead]) for f in frames)
     moving = make(portrait, speech, motion_scale=1.0)
     assert any(not np.array_equal(moving.frame(i)[forehead], image[forehead]) for i in range(0, anim.n_frames, 10))
+
+
+def test_open_mouth_is_a_warm_lens_shaped_cavity(speech):
+    """On a closed-mouth portrait the opened gap is dark warm red-brown (never black or grey) and lens-shaped:
+    rounding makes it narrower."""
+    image = cv2.cvtColor(cv2.imread(os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")),
+                         cv2.COLOR_BGR2RGB)
+    face = detect_face(image)
+    anim = make((image, face), speech, motion_scale=0.0)
+    mouth, lm = anim._mouth, anim.landmarks
+    b, fh = mouth.box, face.height
+    lips = np.s_[int(lm.lip_y - 0.1 * fh) - b.y0:int(lm.lip_y + 0.15 * fh) - b.y0,
+                 int(lm.mouth[0] - 1.3 * lm.mouth_half_width) - b.x0:int(lm.mouth[0] + 1.3 * lm.mouth_half_width) - b.x0]
+
+    def dark(patch):   # the cavity: much darker than the skin around the mouth
+        lum = patch.astype(np.float32).mean(axis=2)
+        return lum < 0.35 * np.median(lum)
+
+    spread, rounded = (mouth.render(image, 0.9, r)[lips] for r in (0.0, 1.0))
+    px = spread[dark(spread)].astype(np.float32)
+    deepest = px[np.argsort(px.mean(axis=1))[:50]]
+    assert len(px) > 200 and deepest[:, 0].min() >= 30                          # not black
+    assert np.all(deepest[:, 0] > 1.6 * deepest[:, 1])                           # warm, not grey
+    width = [np.count_nonzero(dark(p).any(axis=0)) for p in (spread, rounded)]
+    assert width[1] < 0.8 * width[0]
 
 
 def test_dynamic_scale_scales_the_mouth(portrait, speech):
