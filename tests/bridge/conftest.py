@@ -207,7 +207,7 @@ class Bridge:
         self.store = tmp_path / "store"
         self.comfy_url, self.media_root, self.templates_dir = comfy_url, media_root, templates_dir
         self.settings = Settings(amqp_url=AMQP, prefix=self.prefix, store_url=str(self.store), delivery_limit=2,
-                                 retry_delays=(0.3, 0.6, 1.0), heartbeat=5)
+                                 retry_delays=(0.3, 0.6, 1.0), heartbeat=0)  # test client: idle between polls
         self.workers: list[WorkerProc] = []
         self._client = None
         self.results: list[dict] = []  # every result message received, duplicates included
@@ -300,6 +300,7 @@ class Bridge:
     def close(self):
         for w in self.workers:
             w.kill()
+        self.effects()
         try:
             self.drain_results()
             for d in self.client.dlq_list():
