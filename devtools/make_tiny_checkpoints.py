@@ -10,7 +10,8 @@ under any torch version and do not depend on torch's own initialisation:
   * tensors of 2 or more dimensions: standard normal / sqrt(fan_in), fan_in = product of all but the first dim
     (keeps activations of order 1 through deep stacks, so golden comparisons are not comparisons of zeros);
   * 1-d `...bias`: 0.02 * normal; other 1-d (norm scales, PReLU slopes, mix factors, CLIP class embedding):
-    1 + 0.05 * normal; integer buffers are left as built.
+    1 + 0.05 * normal; integer buffers are left as built;
+  * except the VAE's quant_conv, set to the identity as in the real SVD VAE (Stability's single file has none).
 
 Official layout (OUT_DIR/, as `checkpoints/` in jixiaozhong/Sonic; sonic-reference.md 2.1):
   Sonic/unet.pth, Sonic/audio2token.pth, Sonic/audio2bucket.pth        torch.save of fp32 state dicts
@@ -107,7 +108,12 @@ def make_vae(config: dict, seed: int) -> dict:
     from diffusers import AutoencoderKLTemporalDecoder
 
     vae = AutoencoderKLTemporalDecoder(**{k: v for k, v in config.items() if not k.startswith("_")})
-    return fill(vae.state_dict(), seed, "vae", torch.float16)
+    state = fill(vae.state_dict(), seed, "vae", torch.float16)
+    # SGM's AutoencodingEngine (svd_xt.safetensors) has no quant_conv; the diffusers conversion holds the identity.
+    c = state["quant_conv.weight"].shape[0]
+    state["quant_conv.weight"] = torch.eye(c, dtype=torch.float16).reshape(c, c, 1, 1)
+    state["quant_conv.bias"] = torch.zeros(c, dtype=torch.float16)
+    return state
 
 
 def make_clip(config: dict, seed: int) -> dict:

@@ -43,8 +43,8 @@ def _svd(roots: list[str]) -> str | None:
     return None
 
 
-def find_weights(roots: list[str]) -> SonicWeights:
-    """Look for every file in each root, in both layouts; raise one message that lists whatever is missing."""
+def locate_weights(roots: list[str]) -> tuple[SonicWeights, list[str]]:
+    """Look for every file in each root, in both layouts: (what was found, one line per missing file)."""
     roots = [r for r in roots if r]
     paths, missing = {}, []
     for name, (official, comfy, source) in FILES.items():
@@ -58,9 +58,18 @@ def find_weights(roots: list[str]) -> SonicWeights:
         paths["svd"] = svd
     else:
         missing.append(f"  {SVD_DIR}/vae + image_encoder (or models/checkpoints/svd_xt*.safetensors) from {WHERE_TO_GET['svd']}")
-    if missing:
-        where = ", ".join(roots) or "(no folder configured)"
-        raise MissingWeightsError(
-            f"Sonic weights are missing. Looked in: {where}. Missing:\n" + "\n".join(missing) +
+    return SonicWeights(paths), missing
+
+
+def missing_message(roots: list[str], missing: list[str]) -> str:
+    where = ", ".join(r for r in roots if r) or "(no folder configured)"
+    return (f"Sonic weights are missing. Looked in: {where}. Missing:\n" + "\n".join(missing) +
             "\nPut them in ComfyUI/models/sonic/ (or pass --checkpoints DIR with the official checkpoints/ layout).")
-    return SonicWeights(paths)
+
+
+def find_weights(roots: list[str]) -> SonicWeights:
+    """Look for every file in each root, in both layouts; raise one message that lists whatever is missing."""
+    weights, missing = locate_weights(roots)
+    if missing:
+        raise MissingWeightsError(missing_message(roots, missing))
+    return weights

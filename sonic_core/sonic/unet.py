@@ -69,8 +69,8 @@ def build_unet(config: dict, device: str | torch.device = "cpu", dtype: torch.dt
     with torch.device(device):
         unet = UNetSpatioTemporalConditionModel(**_clean_config(config))
         install_audio_attention(unet)
-    if str(device) != "meta":
-        unet.to(dtype=dtype)
+    if str(device) != "meta" and dtype != torch.float32:
+        nn.Module.to(unet, dtype=dtype)
     return unet.eval().requires_grad_(False)
 
 
