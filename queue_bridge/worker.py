@@ -216,6 +216,7 @@ class JobRunner:
                 entry = None
             if not entry and not self.comfy.is_queued(prompt_id):
                 ws = self.comfy.open_ws(self.client_id)
+                accepted = True  # from here a lost ComfyUI may be this job's doing (a poison job): count it
                 try:
                     self.comfy.queue(prompt, prompt_id=prompt_id, client_id=self.client_id)
                 except PromptRejected as e:
@@ -385,6 +386,11 @@ class Consumer(threading.Thread):
             return
         try:
             persistent = dict(delivery_mode=2, content_type="application/json")
+            if outcome.action == "requeue" or (outcome.error and outcome.error.code == "comfy_unavailable"):
+                # Stop consuming *before* giving the job back: a message prefetched meanwhile would be returned on
+                # cancel, and on RabbitMQ < 4.3 that return counts toward the delivery limit.
+                self._cancel()
+                self.comfy_down.set()
             if outcome.action == "ack":
                 ch.basic_publish(self.topology.results_exchange, f"result.{outcome.job_id}", outcome.result,
                                  pika.BasicProperties(**persistent), mandatory=True)
@@ -410,7 +416,6 @@ class Consumer(threading.Thread):
                 ch.basic_ack(tag)
             elif outcome.action == "requeue":
                 ch.basic_reject(tag, requeue=True)  # counts toward x-delivery-limit (poison jobs)
-                self.comfy_down.set()
             else:  # nack: put back for another worker (SIGTERM)
                 ch.basic_nack(tag, requeue=True)
             self.metrics.jobs.labels(outcome.label).inc()

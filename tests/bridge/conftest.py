@@ -275,7 +275,10 @@ class Bridge:
         return {r["job_id"]: r for r in self.results if r["job_id"] in job_ids}
 
     def dead(self) -> list[dict]:
-        return self.client.dlq_list()
+        records = self.client.dlq_list()
+        for d in records:
+            HISTORY.dead(self.prefix, d)
+        return records
 
     def queue_counts(self, queue: str) -> tuple[int, int]:
         """(ready, unacked) from rabbitmqctl: unacked counts deliveries held by consumers too."""
@@ -303,8 +306,7 @@ class Bridge:
         self.effects()
         try:
             self.drain_results()
-            for d in self.client.dlq_list():
-                HISTORY.dead(self.prefix, d)
+            self.dead()
             self.client.topology.delete(self.client.channel)
             self.client.close()
         except Exception:  # noqa: BLE001 - the broker may be the thing a test stopped

@@ -12,7 +12,7 @@ class History:
         self.lock = threading.Lock()
         self.attempts: dict = {}  # (prefix, job_id) -> (status, expected outcome)
         self.results: dict = {}  # (prefix, job_id) -> [result bodies]
-        self.dead_letters: dict = {}  # (prefix, job_id) -> [dlq records]
+        self.dead_letters: dict = {}  # (prefix, job_id) -> {body: dlq record}
         self.effect_counts: dict = {}  # (prefix, job_id) -> committed events
 
     def attempt(self, prefix, job_id, status, expect):
@@ -25,7 +25,7 @@ class History:
 
     def dead(self, prefix, record: dict):
         with self.lock:
-            self.dead_letters.setdefault((prefix, record.get("job_id")), []).append(record)
+            self.dead_letters.setdefault((prefix, record.get("job_id")), {})[record.get("body")] = record
 
     def effects(self, prefix, counts: dict):
         with self.lock:
