@@ -21,7 +21,9 @@ def _generate(args) -> int:
                       expand_ratio=args.expand_ratio, duration=args.duration, no_face=args.no_face,
                       inference_steps=args.steps, dynamic_scale=args.dynamic_scale, motion_scale=args.motion_scale,
                       seed=args.seed, crf=args.crf, preset=args.preset,
-                      weight_roots=[args.checkpoints] if args.checkpoints else [], progress=progress)
+                      weight_roots=[args.checkpoints] if args.checkpoints else [], ip_audio_scale=args.ip_audio_scale,
+                      interpolate=not args.no_interpolate, dtype=args.dtype, device=args.device,
+                      paste_back=args.paste_back, frames_dir=args.frames_dir, progress=progress)
     print(json.dumps({"out": args.out, "frames": info.n_frames, "fps": info.fps, "duration": round(info.duration, 3),
                       "size": [info.width, info.height], "engine": json.loads(info.metadata["sonicflow"])["engine"]}))
     return 0
@@ -184,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dynamic-scale", type=float, default=1.0)
     g.add_argument("--motion-scale", type=float, default=1.0)
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--ip-audio-scale", type=float, default=1.0, help="sonic: strength of the audio attention")
+    g.add_argument("--no-interpolate", action="store_true", help="sonic: no RIFE (12.5 fps)")
+    g.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default="auto", help="sonic: model precision")
+    g.add_argument("--device", default="auto", help="sonic: cpu, cuda, cuda:1 ... (auto: cuda when present)")
+    g.add_argument("--paste-back", action="store_true", help="sonic: put the animated face back into the full picture")
+    g.add_argument("--frames-dir", help="also write every frame as a lossless PNG into this folder")
     g.add_argument("--crf", type=int, default=18)
     g.add_argument("--preset", default="veryfast")
     g.set_defaults(run=_generate)

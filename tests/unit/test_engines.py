@@ -98,11 +98,11 @@ def test_auto_falls_back_to_lite(pre, tmp_path):
     assert frames.info["face_found"] is True and frames.info["params"]["seed"] == 0
 
 
-def test_auto_with_weights_but_no_sonic_core_says_so(pre, tmp_path):
-    root = _official(tmp_path)
+def test_auto_with_unusable_weights_falls_back_and_sonic_says_why(pre, tmp_path):
+    root = _official(tmp_path)  # every file present, but empty
     frames = generate(pre, "auto", weight_roots=[root])
-    assert frames.engine == "lite" and "no Sonic inference core" in frames.info["note"]
-    with pytest.raises(MissingWeightsError, match="choose engine 'lite'"):
+    assert frames.engine == "lite" and "unusable" in frames.info["note"]
+    with pytest.raises(MissingWeightsError, match="unet.pth"):
         generate(pre, "sonic", weight_roots=[root])
 
 

@@ -1,0 +1,127 @@
+"""The `sonic` engine: PreData -> the Sonic model (sonic_core.sonic) -> a streamed frame sequence.
+
+Models are loaded once per (weights, device, dtype) and kept until `free_models()` (ComfyUI calls it when it
+needs the memory); the frames are decoded chunk by chunk as the encoder asks for them.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from ..frames import FrameSequence
+from ..predata import PreData, frame_count
+
+DTYPES = ("auto", "fp32", "fp16", "bf16")
+_cache: dict = {}
+_lock = threading.Lock()
+
+
+def _torch_setup(device: str, dtype: str):
+    import torch
+
+    dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dtype == "auto":
+        dtype = "fp16" if dev.type == "cuda" else "fp32"
+    return dev, {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+
+
+def load_models(roots: list[str], device: str = "auto", dtype: str = "auto", interpolate: bool = True):
+    from ..sonic.loading import load_sonic
+
+    dev, dt = _torch_setup(device, dtype)
+    key = (tuple(roots), str(dev), str(dt), interpolate)
+    with _lock:
+        if key not in _cache:
+            _cache.clear()  # one set of Sonic weights at a time: they are several GB
+            _cache[key] = load_sonic(roots, device=dev, dtype=dt, load_rife_model=interpolate)
+        return _cache[key]
+
+
+def free_models() -> bool:
+    """Drop the loaded models (and their GPU memory). True when something was freed."""
+    with _lock:
+        had = bool(_cache)
+        _cache.clear()
+    if had:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return had
+
+
+class SonicFrames(FrameSequence):
+    """The decoded video, streamed from denoised latents; `n_frames` is the audio's length at 25 fps (the official
+    2N-1 frames, the last one held for the few frames the official code drops)."""
+
+    def __init__(self, models, latents, params, n_frames: int, size: tuple[int, int], paste, info: dict):
+        super().__init__(n_frames, 25.0 if params.interpolate else 12.5, size[0], size[1], "sonic", info)
+        self._models, self._latents, self._params, self._paste = models, latents, params, paste
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        from ..sonic.pipeline import iter_frames
+
+        last, i = None, 0
+        for last in iter_frames(self._models, self._latents, self._params):
+            if i == self.n_frames:
+                return
+            yield self._paste(last)
+            i += 1
+        for _ in range(i, self.n_frames):
+            yield self._paste(last)
+
+    def frame(self, i: int) -> np.ndarray:
+        for k, f in enumerate(self):
+            if k == i:
+                return f
+        raise IndexError(i)
+
+
+def _paste_back(image: np.ndarray, crop: tuple[int, int, int, int]):
+    """Put the animated crop back into the full picture, feathered over the crop's outer 6 %."""
+    x0, y0, x1, y1 = crop
+    w, h = x1 - x0, y1 - y0
+    edge = max(2, int(0.06 * min(w, h)))
+    ramp = np.minimum(np.arange(w)[None, :], np.arange(w)[::-1][None, :]).clip(0, edge) / edge
+    ramp = np.minimum(ramp, (np.minimum(np.arange(h), np.arange(h)[::-1]).clip(0, edge) / edge)[:, None])
+    alpha = ramp[..., None].astype(np.float32)
+    base = image[y0:y1, x0:x1].astype(np.float32)
+
+    def paste(frame: np.ndarray) -> np.ndarray:
+        out = image.copy()
+        face = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LANCZOS4).astype(np.float32)
+        out[y0:y1, x0:x1] = (face * alpha + base * (1 - alpha)).round().clip(0, 255).astype(np.uint8)
+        return out
+
+    return paste
+
+
+def generate_sonic(pre: PreData, params, roots: list[str], *, device: str = "auto", dtype: str = "auto",
+                   paste_back: bool = False, progress=None) -> SonicFrames:
+    from ..sonic.pipeline import detect_official, expand_square, image_inputs, sample_latents
+
+    models = load_models(roots, device, dtype, params.interpolate)
+    h, w = pre.image.shape[:2]
+    f = pre.face
+    box = detect_official(models, pre.image)
+    if box is None:  # yoloface found nothing: the weight-free finder's face stands in (the official code crashes)
+        box = (f.x0, f.y0, f.width, f.height)
+    crop = expand_square(box, w, h, pre.expand_ratio)
+    x0, y0, x1, y1 = crop
+    cropped = np.ascontiguousarray(pre.image[y0:y1, x0:x1])
+    inner = detect_official(models, cropped)
+    if inner is None:
+        inner = (box[0] - x0, box[1] - y0, box[2], box[3])
+    inputs = image_inputs(cropped, inner, pre.min_resolution)
+    latents = sample_latents(models, inputs, pre.audio.mono_at(16000), params, progress)
+    info = {"engine": "sonic", "params": {k: getattr(params, k) for k in ("inference_steps", "dynamic_scale",
+            "motion_scale", "seed", "ip_audio_scale", "interpolate")}, "dtype": str(models.dtype),
+            "device": str(models.device), "crop": list(crop), "paste_back": paste_back,
+            "face_found": pre.face_found, "note": "sonic engine"}
+    n = frame_count(pre.duration, 25.0 if params.interpolate else 12.5)
+    if paste_back:
+        return SonicFrames(models, latents, params, n, (w, h), _paste_back(pre.image, crop), info)
+    return SonicFrames(models, latents, params, n, inputs.size, lambda fr: fr, info)

@@ -1,0 +1,220 @@
+"""Sonic's generation, as the official pipeline computes it (sonic-reference.md 1.2-1.11), reorganised to be lean:
+
+* the image latents and the 'unconditional' audio tokens are the same for every frame: they are kept once and
+  broadcast per window instead of being materialised for the whole video;
+* the three guidance branches run as one batch (3 x 25 frames) per window, as officially;
+* the temporal audio keys/values are computed once per window, not per spatial position (see unet.py);
+* denoised latents stay on the CPU between steps; decoding, RIFE and the hand-over to the encoder stream in
+  chunks, so a 10-minute video never holds its frames at once (`SonicFrames`).
+Numerically it follows the official order of operations and random draws, so the same weights, inputs and seed
+give the official frames.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .audio import audio_conditioning, audio_features
+from .unet import unet_forward
+from .yoloface import official_face_index
+
+GEN_FPS = 12.5            # one generated frame per 80 ms of audio; RIFE doubles it to 25
+WINDOW = 25               # frames_per_batch
+SHIFT = 7                 # shift_offset: the window origin moves 7 frames per denoising step
+FACE_AREA = 1.1           # the face mask is the detector's box grown by 10 %
+VAE_SCALE = 0.18215
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass
+class SonicParams:
+    inference_steps: int = 25
+    dynamic_scale: float = 1.0
+    motion_scale: float = 1.0      # SonicFlow's: scales the head-motion bucket (channel 0) on top of dynamic_scale
+    seed: int = 0
+    ip_audio_scale: float = 1.0
+    image_guidance: float = 2.0
+    audio_guidance: float = 7.5
+    interpolate: bool = True       # RIFE x2 (12.5 -> 25 fps)
+    decode_chunk: int = 8          # frames per VAE decode call
+
+
+def seed_everything(seed: int) -> None:
+    """As the official code does before generating: every global RNG."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------------------------ image side
+
+def expand_square(box_xywh, width: int, height: int, expand_ratio: float) -> tuple[int, int, int, int]:
+    """The official crop box: the face box grown by expand_ratio per side (clamped), then made square around it."""
+    from ..media.face import FaceBox
+    from ..predata import square_crop
+
+    x, y, w, h = box_xywh
+    return square_crop(FaceBox(int(x), int(y), int(x + w), int(y + h)), width, height, expand_ratio)
+
+
+def face_mask(shape_hw: tuple[int, int], box_xywh) -> np.ndarray:
+    """uint8 (H, W) mask: the face box grown by FACE_AREA around its centre, clamped (official rule)."""
+    h_img, w_img = shape_hw
+    x, y, w, h = box_xywh
+    x1, y1, x2, y2 = int(x), int(y), int(x + w), int(y + h)
+    ww, hh = (x2 - x1) * FACE_AREA, (y2 - y1) * FACE_AREA
+    cx, cy = (x2 + x1) // 2, (y2 + y1) // 2
+    mask = np.zeros((h_img, w_img), np.uint8)
+    mask[max(int(cy - hh // 2), 0):min(int(cy + hh // 2), h_img), max(int(cx - ww // 2), 0):min(int(cx + ww // 2), w_img)] = 255
+    return mask
+
+
+def working_size(w: int, h: int, min_resolution: int) -> tuple[int, int]:
+    """Short side -> min_resolution, each side rounded to a multiple of 64 (official rule, may distort slightly)."""
+    scale = min_resolution / min(w, h)
+    return int(round(w * scale / 64) * 64), int(round(h * scale / 64) * 64)
+
+
+@dataclass
+class ImageInputs:
+    ref: torch.Tensor        # (1, 3, H, W) in [-1, 1]
+    mask: torch.Tensor       # (1, 1, H, W) in [0, 1]
+    clip: torch.Tensor       # (1, 3, 224, 224), CLIP-normalised
+    size: tuple[int, int]    # (W, H)
+
+
+def image_inputs(rgb: np.ndarray, face_xywh, min_resolution: int) -> ImageInputs:
+    """The official image_audio_to_tensor: LANCZOS resize of image and mask to the working size, CLIP input
+    resized to 224x224 (aspect not kept) and normalised as CLIPImageProcessor's defaults do."""
+    h, w = rgb.shape[:2]
+    size = working_size(w, h, min_resolution)
+    img, mask = Image.fromarray(rgb), Image.fromarray(face_mask((h, w), face_xywh)).convert("RGB")
+    if size != (w, h):
+        img, mask = img.resize(size, Image.LANCZOS), mask.resize(size, Image.LANCZOS)
+    ref = torch.from_numpy(np.asarray(img, np.float32) / 255.0).permute(2, 0, 1)[None] * 2 - 1
+    m = torch.from_numpy(np.asarray(mask, np.float32)[..., 0] / 255.0)[None, None]
+    clip = np.asarray(Image.fromarray(rgb).resize((224, 224), Image.LANCZOS), np.float32) / 255.0
+    clip = (clip - np.array(CLIP_MEAN, np.float32)) / np.array(CLIP_STD, np.float32)
+    return ImageInputs(ref, m, torch.from_numpy(clip).permute(2, 0, 1)[None].contiguous(), size)
+
+
+def detect_official(models, rgb: np.ndarray):
+    """The official face choice with yoloface, as [x, y, w, h], or None."""
+    if models.face_detector is None:
+        return None
+    boxes, _, _ = models.face_detector.detect(rgb)
+    if len(boxes) == 0:
+        return None
+    return boxes[official_face_index(boxes)]
+
+
+# ----------------------------------------------------------------------------------------------- sampling
+
+def window_indices(n: int, step: int) -> list[list[int]]:
+    """Frame indices of each 25-frame window at denoising step `step`: origin shifted by 7*step, circular."""
+    shift = SHIFT * step
+    return [[(start - shift + j) % n for j in range(WINDOW)] for start in range(0, n, WINDOW)]
+
+
+def sigmas_for(scheduler, steps: int) -> torch.Tensor:
+    scheduler.set_timesteps(steps, device="cpu")
+    return scheduler.sigmas.to(torch.float32)
+
+
+@torch.no_grad()
+def sample_latents(models, image: ImageInputs, samples_16k: np.ndarray, p: SonicParams, progress=None) -> torch.Tensor:
+    """Denoised latents (N, 4, H/8, W/8), float32 on the CPU."""
+    dev, dt = models.device, models.dtype
+    seed_everything(p.seed)
+    feats = audio_features(samples_16k, models.feature_extractor, models.whisper)
+    n = feats.n_frames
+    if n < 1:
+        raise ValueError("audio shorter than one generated frame (80 ms)")
+    image_embeds = models.image_encoder(image.clip.to(dev, dt)).image_embeds          # (1, 1024)
+    cond = audio_conditioning(feats, models.audio2token, models.audio2bucket, image_embeds.float())
+    buckets = cond.motion_buckets.float().cpu()[..., 0] * p.dynamic_scale            # (N, 2)
+    buckets[:, 0] *= p.motion_scale
+
+    ref = image.ref.to(dev, dt)
+    # noise_aug_strength is 0, but the official code still draws this noise: keep the RNG stream identical.
+    ref_aug = ref + 0.0 * torch.randn(ref.shape, dtype=ref.dtype).to(dev)
+    image_lat = models.vae.encode(ref_aug).latent_dist.mode()                          # (1, 4, h, w), unscaled
+    ref_lat = models.vae.encode(ref).latent_dist.mean * VAE_SCALE
+    h, w = image_lat.shape[-2:]
+    noise = torch.randn((1, n, 4, h, w), dtype=torch.float32)
+    sigmas = sigmas_for(models.scheduler, p.inference_steps)
+    latents = ref_lat.float().cpu()[:, None] + sigmas[0] * noise                       # (1, N, 4, h, w)
+
+    image_lat_cfg = torch.cat([torch.zeros_like(image_lat), image_lat, image_lat])[:, None]   # (3, 1, 4, h, w)
+    clip_cfg = torch.cat([torch.zeros_like(image_embeds), image_embeds, image_embeds])[:, None]  # (3, 1, 1024)
+    cond_tok = cond.cond.to(dev, dt)
+    uncond_tok = cond.uncond[:1].to(dev, dt)
+    mask = image.mask.to(dev, dt)
+    total = p.inference_steps * len(window_indices(n, 0))
+    done = 0
+    for i in range(p.inference_steps):
+        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+        t = torch.tensor([0.25 * np.log(sigma)], dtype=torch.float32, device=dev)
+        acc = torch.zeros_like(latents)
+        count = torch.zeros((1, n, 1, 1, 1))
+        for idx in window_indices(n, i):
+            x = latents[:, idx]                                                         # (1, 25, 4, h, w) fp32
+            x_in = (x / (sigma ** 2 + 1) ** 0.5).to(dev, dt).expand(3, -1, -1, -1, -1)
+            sample = torch.cat([x_in, image_lat_cfg.expand(-1, WINDOW, -1, -1, -1)], dim=2)
+            audio = torch.stack([uncond_tok.expand(WINDOW, -1, -1), uncond_tok.expand(WINDOW, -1, -1),
+                                 cond_tok[idx]]).flatten(0, 1)                         # (75, 32, 1024)
+            clip = clip_cfg.expand(-1, WINDOW, -1).reshape(3 * WINDOW, 1, -1).to(dt)
+            m = buckets[idx].mean(dim=0)
+            ids = torch.tensor([[GEN_FPS, float(m[0]), float(m[1])]], dtype=dt, device=dev).expand(3, -1)
+            v = unet_forward(models.unet, sample, t, clip, audio, ids, mask, p.ip_audio_scale).float().cpu()
+            u, a, c = v.chunk(3)
+            v = u + p.image_guidance * (a - u) + p.audio_guidance * (c - a)
+            x0 = -sigma / (sigma ** 2 + 1) ** 0.5 * v + x / (sigma ** 2 + 1)             # v-prediction
+            acc[:, idx] += x + (x - x0) / sigma * (sigma_next - sigma)                  # Euler step
+            count[:, idx] += 1
+            done += 1
+            if progress:
+                progress(done, total)
+        latents = acc / count
+    return latents[0]
+
+
+@torch.no_grad()
+def decode(models, latents: torch.Tensor) -> torch.Tensor:
+    """(n, 4, h, w) latents -> (n, 3, H, W) frames in [0, 1], float32 on the CPU (one VAE call)."""
+    x = (latents / VAE_SCALE).to(models.device, models.dtype)
+    frames = models.vae.decode(x, num_frames=x.shape[0]).sample
+    return (frames.float() * 0.5 + 0.5).clamp(0, 1).cpu()
+
+
+@torch.no_grad()
+def interpolate(models, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """RIFE middles between frames a[i] and b[i] ((n, 3, H, W) in [0, 1]), fp32 as officially."""
+    return models.rife.middle(a.to(models.device), b.to(models.device)).float().cpu()
+
+
+def iter_frames(models, latents: torch.Tensor, p: SonicParams):
+    """Yield the output frames as uint8 (H, W, 3): f0, m01, f1, ..., f_{N-1} with RIFE (2N-1 frames), else
+    f0..f_{N-1}. Decodes `decode_chunk` latent frames per VAE call, aligned as officially (the temporal decoder
+    mixes frames within a call, so the chunking is part of the result); holds one chunk at a time."""
+    use_rife = p.interpolate and models.rife is not None
+    prev = None  # last frame of the previous chunk, for the middle that bridges two chunks
+    for s in range(0, latents.shape[0], p.decode_chunk):
+        chunk = decode(models, latents[s:s + p.decode_chunk])
+        out = list(chunk)
+        if use_rife:
+            seq = chunk if prev is None else torch.cat([prev, chunk])
+            mids = interpolate(models, seq[:-1], seq[1:]) if len(seq) > 1 else seq[:0]
+            out, first = [], 0 if prev is None else 1  # position of chunk[0] in seq
+            for k in range(len(chunk)):
+                if k + first > 0:
+                    out.append(mids[k + first - 1])
+                out.append(chunk[k])
+        for f in out:
+            yield (f.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        prev = chunk[-1:]
