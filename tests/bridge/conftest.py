@@ -240,19 +240,21 @@ class Bridge:
         return make_job(job_id or f"{self.name}-{uuid.uuid4().hex[:8]}", "talking_head",
                         {"image": "portrait.png", "audio": "speech.wav"}, params)
 
-    def submit(self, job, expect: str = "succeeded", routing_key: str = "job"):
-        """Publish with confirms and record the attempt in the history (ok / fail / unknown)."""
+    def submit(self, job, expect: str = "succeeded", routing_key: str = "job", client=None):
+        """Publish with confirms and record the attempt in the history (ok / fail / unknown). pika connections are
+        not thread-safe: a publishing thread passes its own client."""
         from queue_bridge.client import NotAccepted
 
         job_id = job["job_id"] if isinstance(job, dict) else None
         try:
-            self.client.publish_job(job, routing_key=routing_key)
+            (client or self.client).publish_job(job, routing_key=routing_key)
         except NotAccepted:
             HISTORY.attempt(self.prefix, job_id, "fail", expect)
             raise
         except Exception:
             HISTORY.attempt(self.prefix, job_id, "unknown", expect)
-            self._client = None
+            if client is None:
+                self._client = None
             raise
         HISTORY.attempt(self.prefix, job_id, "ok", expect)
 

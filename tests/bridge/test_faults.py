@@ -67,15 +67,18 @@ def test_t2_broker_restart_mid_stream(bridge):
     submitted = []
 
     def publisher():
-        i = 0
+        from queue_bridge.client import BridgeClient
+
+        client, i = None, 0
         while not stop.is_set() and i < 30:
             job = bridge.talking_job(f"t2-{i:02d}", seed=100 + i)
             i += 1
             try:
-                bridge.submit(job)
+                client = client or BridgeClient(bridge.settings)
+                bridge.submit(job, client=client)
                 submitted.append(job["job_id"])
-            except Exception:  # noqa: BLE001 - recorded as fail/unknown in the history
-                bridge._client = None
+            except Exception:  # noqa: BLE001 - recorded as fail/unknown in the history; reconnect for the next
+                client = None
                 time.sleep(0.5)
             time.sleep(0.3)
 
