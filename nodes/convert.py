@@ -51,5 +51,7 @@ class Progress:
         import comfy.model_management
 
         comfy.model_management.throw_exception_if_processing_interrupted()
+        if total and total != self.total:  # a stage that learns its length late (Sonic's denoising windows)
+            self.total, self.step = total, max(1, total // 100)
         if done % self.step == 0 or done == self.total:
             self.bar.update_absolute(done, self.total)

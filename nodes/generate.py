@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..sonic_core import ENGINES, generate
+from ..sonic_core import ENGINES, SONIC_DTYPES, generate
 from ..sonic_core import ArrayFrames
-from .convert import audio_to_comfy, image_to_numpy, numpy_to_image
+from .convert import Progress, audio_to_comfy, image_to_numpy, numpy_to_image
 from .errors import SonicFlowNodeError, user_errors
 from .models import sonic_model_roots
 
@@ -34,12 +34,23 @@ class SonicFlowGenerate:
                                        "tooltip": "Head motion on top of dynamic_scale; 1.0 = the model's own; 0 = still head."}),
             "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF,
                              "tooltip": "Same seed + same inputs = the same video. 0 is a seed like any other."}),
+        }, "optional": {
+            "ip_audio_scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.1,
+                                         "tooltip": "Sonic: strength of the audio attention (official 1.0)."}),
+            "interpolate": ("BOOLEAN", {"default": True, "tooltip": "Sonic: RIFE frame interpolation, 12.5 -> 25 fps."}),
+            "dtype": (list(SONIC_DTYPES), {"default": "auto",
+                                           "tooltip": "Sonic: model precision (auto = fp16 on a GPU, fp32 on a CPU)."}),
+            "paste_back": ("BOOLEAN", {"default": False, "tooltip": "Sonic: put the animated face back into the full "
+                                       "picture (off = the official output, the face crop). The lite engine always does."}),
         }}
 
     @user_errors
-    def generate(self, predata, engine, inference_steps, dynamic_scale, motion_scale, seed):
+    def generate(self, predata, engine, inference_steps, dynamic_scale, motion_scale, seed, ip_audio_scale=1.0,
+                 interpolate=True, dtype="auto", paste_back=False):
         frames = generate(predata, engine, inference_steps=inference_steps, dynamic_scale=dynamic_scale,
-                          motion_scale=motion_scale, seed=seed, weight_roots=sonic_model_roots())
+                          motion_scale=motion_scale, seed=seed, weight_roots=sonic_model_roots(),
+                          ip_audio_scale=ip_audio_scale, interpolate=interpolate, dtype=dtype, paste_back=paste_back,
+                          progress=Progress(1))
         frames.info["inputs"] = predata.info.get("inputs", {})
         return (frames, frames.fps, audio_to_comfy(predata.audio), frames.info["note"])
 

@@ -13,3 +13,27 @@ if FOLDER not in folder_paths.folder_names_and_paths:
 
 def sonic_model_roots() -> list[str]:
     return list(folder_paths.get_folder_paths(FOLDER))
+
+
+def _cooperate_with_comfy_memory() -> None:
+    """Free the Sonic models whenever ComfyUI frees its own: on /free and Unload Models (unload_all_models), and
+    when another model needs room (free_memory). They reload on the next sonic run."""
+    import comfy.model_management as mm
+
+    from ..sonic_core import free_models
+
+    def chained(original):
+        def call(*args, **kwargs):
+            free_models()
+            return original(*args, **kwargs)
+
+        call.__wrapped__ = original
+        return call
+
+    for name in ("unload_all_models", "free_memory"):
+        fn = getattr(mm, name, None)
+        if fn is not None and not hasattr(fn, "__wrapped__"):
+            setattr(mm, name, chained(fn))
+
+
+_cooperate_with_comfy_memory()

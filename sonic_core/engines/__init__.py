@@ -7,6 +7,15 @@ from ..predata import PreData
 from .sonic_weights import find_weights
 
 ENGINES = ("auto", "sonic", "lite")
+SONIC_DTYPES = ("auto", "fp16", "bf16", "fp32")
+
+
+def free_models() -> bool:
+    """Release the Sonic models (GPU and CPU memory) if loaded; the next sonic run loads them again."""
+    import sys
+
+    module = sys.modules.get(__name__ + ".sonic")
+    return bool(module and module.free_models())
 
 
 def generate(pre: PreData, engine: str = "auto", *, inference_steps: int = 25, dynamic_scale: float = 1.0,

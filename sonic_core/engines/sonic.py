@@ -5,6 +5,7 @@ needs the memory); the frames are decoded chunk by chunk as the encoder asks for
 """
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Iterator
 
@@ -14,7 +15,6 @@ import numpy as np
 from ..frames import FrameSequence
 from ..predata import PreData, frame_count
 
-DTYPES = ("auto", "fp32", "fp16", "bf16")
 _cache: dict = {}
 _lock = threading.Lock()
 
@@ -48,6 +48,7 @@ def free_models() -> bool:
     if had:
         import torch
 
+        logging.getLogger("sonicflow").info("SonicFlow: released the Sonic models")
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     return had
