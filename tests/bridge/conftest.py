@@ -245,7 +245,9 @@ class Bridge:
         not thread-safe: a publishing thread passes its own client."""
         from queue_bridge.client import NotAccepted
 
-        job_id = job["job_id"] if isinstance(job, dict) else None
+        from queue_bridge.protocol import job_id_hint
+
+        job_id = job["job_id"] if isinstance(job, dict) else job_id_hint(job)
         try:
             (client or self.client).publish_job(job, routing_key=routing_key)
         except NotAccepted:

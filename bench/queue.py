@@ -1,0 +1,169 @@
+"""Bridge benchmark: what the RabbitMQ bridge adds per job, and how throughput scales with ComfyUI instances.
+
+In one run, against the real broker on 127.0.0.1:5672 and private headless ComfyUIs (lite engine, 1.5 s of speech):
+1. baseline: the filled talking-head template sent straight to ComfyUI (POST /prompt, then /history polled every
+   10 ms), one job at a time;
+2. bridge: the same jobs (fresh seeds, so the result cache never answers) through `sonicflow submit`'s path
+   (publish confirmed -> worker -> ComfyUI -> result message), one at a time; overhead = bridge - baseline, p50/p95;
+3. throughput: a burst of jobs through one worker with one ComfyUI, then one worker with two; jobs/s and the ratio.
+
+    .venv/bin/python bench/queue.py [--jobs 20] [--burst 16]     # writes bench/results/queue.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import wave
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from devtools.comfyui import ComfyServer  # noqa: E402
+from queue_bridge.client import BridgeClient  # noqa: E402
+from queue_bridge.comfy_client import ComfyClient  # noqa: E402
+from queue_bridge.config import Settings  # noqa: E402
+from queue_bridge.protocol import make_job  # noqa: E402
+from queue_bridge.template import TemplateLibrary, fill  # noqa: E402
+
+
+def pct(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))]
+
+
+def make_inputs(folder):
+    shutil.copyfile(os.path.join(ROOT, "examples", "portrait.png"), os.path.join(folder, "portrait.png"))
+    with wave.open(os.path.join(ROOT, "examples", "speech.wav")) as src:
+        params, frames = src.getparams(), src.readframes(int(src.getframerate() * 1.5))
+    with wave.open(os.path.join(folder, "speech.wav"), "wb") as dst:
+        dst.setparams(params)
+        dst.writeframes(frames)
+
+
+def direct(comfy: ComfyClient, folder: str, seeds) -> list[float]:
+    lib = TemplateLibrary(os.path.join(ROOT, "workflows"))
+    t = lib.get("talking_head")
+    info = comfy.object_info()
+    times = []
+    for seed in seeds:
+        t0 = time.perf_counter()
+        with open(os.path.join(folder, "portrait.png"), "rb") as f:
+            img = comfy.upload(f.read(), "bench_portrait.png")
+        with open(os.path.join(folder, "speech.wav"), "rb") as f:
+            aud = comfy.upload(f.read(), "bench_speech.wav")
+        prompt = fill(t, {"image": img, "audio": aud}, {"engine": "lite", "min_resolution": 256, "seed": seed}, info)
+        comfy.wait(comfy.queue(prompt), timeout=300, poll=0.01)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def start_worker(settings: Settings, folder: str, comfy_urls, log_path):
+    args = [sys.executable, os.path.join(ROOT, "sonicflow_cli.py"), "worker", "--amqp", settings.amqp_url,
+            "--prefix", settings.prefix, "--store", settings.store_url, "--input-root", folder, "--heartbeat", "10"]
+    for url in comfy_urls:
+        args += ["--comfy", url]
+    return subprocess.Popen(args, cwd=ROOT, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
+
+
+def job(seed):
+    return make_job(f"bench-{uuid.uuid4().hex[:10]}", "talking_head", {"image": "portrait.png", "audio": "speech.wav"},
+                    {"engine": "lite", "min_resolution": 256, "seed": seed})
+
+
+def bridged(client: BridgeClient, seeds) -> tuple[list[float], list[float]]:
+    times, inner = [], []
+    for seed in seeds:
+        j = job(seed)
+        t0 = time.perf_counter()
+        result = client.submit(j, wait=True, timeout=300)
+        times.append(time.perf_counter() - t0)
+        assert result and result["status"] == "succeeded", result
+        inner.append(result["timings"]["total"] - result["timings"].get("execute", 0))
+    return times, inner
+
+
+def burst(client: BridgeClient, seeds) -> float:
+    q = client.channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+    jobs = [job(s) for s in seeds]
+    for j in jobs:
+        client.channel.queue_bind(q, client.topology.results_exchange, f"result.{j['job_id']}")
+    t0 = time.perf_counter()
+    for j in jobs:
+        client.publish_job(j)
+    got = 0
+    while got < len(jobs):
+        r = client.wait_result(q, 600)
+        assert r and r["status"] == "succeeded", r
+        got += 1
+    return len(jobs) / (time.perf_counter() - t0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=20)
+    ap.add_argument("--burst", type=int, default=16)
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="sonicflow-bench-queue-")
+    folder = os.path.join(work, "inputs")
+    os.makedirs(folder)
+    make_inputs(folder)
+    settings = Settings(prefix=f"sfbench{uuid.uuid4().hex[:6]}", store_url=os.path.join(work, "store"), heartbeat=0)
+    a, b = ComfyServer(os.path.join(work, "comfy-a")).start(), ComfyServer(os.path.join(work, "comfy-b")).start()
+    procs = []
+    client = None
+    try:
+        ca = ComfyClient(a.url)
+        direct(ca, folder, [999])  # warm-up: imports, first render
+        base = direct(ca, folder, range(1000, 1000 + args.jobs))
+        client = BridgeClient(settings)
+        procs.append(start_worker(settings, folder, [a.url], os.path.join(work, "worker1.log")))
+        bridged(client, [2999])  # warm-up
+        bridge, inner = bridged(client, range(2000, 2000 + args.jobs))
+        one = burst(client, range(3000, 3000 + args.burst))
+        procs.pop().terminate()
+        procs.append(start_worker(settings, folder, [a.url, b.url], os.path.join(work, "worker2.log")))
+        bridged(client, [4999])  # warm-up (one of the two ComfyUIs)
+        two = burst(client, range(4000, 4000 + args.burst))
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(60)
+        if client is not None:
+            client.topology.delete(client.channel)
+            client.close()
+        a.stop()
+        b.stop()
+    out = {
+        "machine": f"{os.cpu_count()} CPU cores, no GPU; lite engine, 512x512 portrait, 1.5 s audio",
+        "jobs": args.jobs, "burst": args.burst,
+        "direct_s": {"p50": pct(base, 50), "p95": pct(base, 95)},
+        "bridge_s": {"p50": pct(bridge, 50), "p95": pct(bridge, 95)},
+        "overhead_ms": {"p50": 1000 * (pct(bridge, 50) - pct(base, 50)), "p95": 1000 * (pct(bridge, 95) - pct(base, 95))},
+        "worker_outside_comfy_ms": {"p50": 1000 * pct(inner, 50), "p95": 1000 * pct(inner, 95)},
+        "jobs_per_s": {"one_comfy": one, "two_comfy": two, "ratio": two / one},
+        "note": "overhead = bridge end-to-end (confirmed publish -> result message) minus direct POST /prompt + "
+                "/history in the same run; both include uploading the inputs. Two ComfyUIs share the same CPU cores "
+                "here, so the ratio shows the bridge's parallelism, not a GPU's.",
+    }
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "results", "queue.json"), "w") as f:
+        json.dump(out, f, indent=2)
+    print(f"direct POST /prompt   p50 {out['direct_s']['p50'] * 1000:7.1f} ms  p95 {out['direct_s']['p95'] * 1000:7.1f} ms")
+    print(f"through the bridge    p50 {out['bridge_s']['p50'] * 1000:7.1f} ms  p95 {out['bridge_s']['p95'] * 1000:7.1f} ms")
+    print(f"bridge overhead       p50 {out['overhead_ms']['p50']:7.1f} ms  p95 {out['overhead_ms']['p95']:7.1f} ms "
+          f"(goal: <= 20 ms at p50)")
+    print(f"throughput            1 ComfyUI {one:.2f} jobs/s, 2 ComfyUIs {two:.2f} jobs/s, ratio {two / one:.2f}x "
+          f"({os.cpu_count()} cores shared)")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
