@@ -168,6 +168,14 @@ def _bridge_common(p) -> None:
     p.add_argument("--s3-endpoint", dest="s3_endpoint", help="S3 endpoint URL (env SONICFLOW_S3_ENDPOINT)")
 
 
+def _convert(args) -> int:
+    from sonic_core.sonic.convert import convert
+
+    for src, target, size in convert([args.checkpoints], args.dtype):
+        print(f"{src} -> {target} ({size / 1e9:.2f} GB)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="sonicflow", description="Talking-head videos from a portrait and speech.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -195,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--crf", type=int, default=18)
     g.add_argument("--preset", default="veryfast")
     g.set_defaults(run=_generate)
+
+    c = sub.add_parser("convert", help="Sonic weights (.pth) -> safetensors beside them (UNet in fp16)")
+    c.add_argument("--checkpoints", required=True, help="folder in the official checkpoints/ or models/sonic layout")
+    c.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), default="fp16", help="UNet precision")
+    c.set_defaults(run=_convert)
 
     s = sub.add_parser("sync-check", help="lip-sync meter: audio-video offset and correlation of a talking-head video")
     s.add_argument("video")

@@ -48,7 +48,10 @@ def locate_weights(roots: list[str]) -> tuple[SonicWeights, list[str]]:
     roots = [r for r in roots if r]
     paths, missing = {}, []
     for name, (official, comfy, source) in FILES.items():
-        hit = next((os.path.join(r, rel) for r in roots for rel in (official, comfy) if os.path.isfile(os.path.join(r, rel))), None)
+        rels = [official, comfy]
+        if official.endswith(".pth"):  # `sonicflow convert` output, preferred: faster, memory-mapped, no pickle
+            rels = [r[:-4] + ".safetensors" for r in rels] + rels
+        hit = next((os.path.join(r, rel) for r in roots for rel in rels if os.path.isfile(os.path.join(r, rel))), None)
         if hit:
             paths[name] = os.path.dirname(hit) if name == "whisper" else hit
         else:
