@@ -25,7 +25,12 @@ class BridgeClient:
         self.connection = pika.BlockingConnection(self.s.connection_parameters())
         self.channel = self.connection.channel()
         if declare:
-            self.topology.declare(self.channel)
+            # Use the topology as the workers declared it (their delivery limit wins); declare it only if missing.
+            try:
+                self.channel.queue_declare(self.topology.jobs_queue, passive=True)
+            except pika.exceptions.ChannelClosedByBroker:
+                self.channel = self.connection.channel()
+                self.topology.declare(self.channel)
         self.channel.confirm_delivery()
 
     def close(self):
@@ -74,9 +79,20 @@ class BridgeClient:
         return self.wait_result(q, timeout) if wait else None
 
     def status(self) -> dict:
+        """Messages and consumers of each queue of the prefix (queues that do not exist, e.g. retry tiers the
+        workers were not configured with, are left out)."""
+        import pika
+
         out = {}
-        for q in self.topology.queue_names():
-            ok = self.channel.queue_declare(q, passive=True).method
+        names = self.topology.queue_names() + [self.topology.retry_queue(i) for i in
+                                               range(len(self.topology.retry_delays_s), 12)]
+        for q in names:
+            try:
+                ok = self.channel.queue_declare(q, passive=True).method
+            except pika.exceptions.ChannelClosedByBroker:
+                self.channel = self.connection.channel()
+                self.channel.confirm_delivery()
+                continue
             out[q] = {"messages": ok.message_count, "consumers": ok.consumer_count}
         return out
 

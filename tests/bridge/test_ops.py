@@ -23,8 +23,14 @@ def _cli(bridge, *args, env=None):
 def test_metrics_health_cli_and_dlq_replay(bridge, media_root):
     port = free_port()
     worker = bridge.worker("--metrics-port", str(port))
-    wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-               if worker.alive() else None, 60, "/healthz 200")
+    def healthy():
+        assert worker.alive()
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    wait_until(healthy, 60, "/healthz 200")
 
     out = _cli(bridge, "submit", "--template", "talking_head", "--image", str(media_root / "portrait.png"),
                "--audio", str(media_root / "speech.wav"), "--param", "engine=lite", "--param", "min_resolution=256",
