@@ -23,7 +23,7 @@ def _generate(args) -> int:
                       seed=args.seed, crf=args.crf, preset=args.preset,
                       weight_roots=[args.checkpoints] if args.checkpoints else [], ip_audio_scale=args.ip_audio_scale,
                       interpolate=not args.no_interpolate, dtype=args.dtype, device=args.device,
-                      paste_back=args.paste_back, frames_dir=args.frames_dir, progress=progress)
+                      paste_back=args.paste_back, frames_dir=args.frames_dir, labels=args.labels, progress=progress)
     print(json.dumps({"out": args.out, "frames": info.n_frames, "fps": info.fps, "duration": round(info.duration, 3),
                       "size": [info.width, info.height], "engine": json.loads(info.metadata["sonicflow"])["engine"]}))
     return 0
@@ -168,6 +168,14 @@ def _bridge_common(p) -> None:
     p.add_argument("--s3-endpoint", dest="s3_endpoint", help="S3 endpoint URL (env SONICFLOW_S3_ENDPOINT)")
 
 
+def _label_check(args) -> int:
+    from sonic_core.publish.labels import check_labels
+
+    report = check_labels(args.video)
+    print(json.dumps(report.to_dict(), ensure_ascii=False))
+    return 0 if report.visible and report.implicit else 1
+
+
 def _convert(args) -> int:
     from sonic_core.sonic.convert import convert
 
@@ -200,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", help="sonic: cpu, cuda, cuda:1 ... (auto: cuda when present)")
     g.add_argument("--paste-back", action="store_true", help="sonic: put the animated face back into the full picture")
     g.add_argument("--frames-dir", help="also write every frame as a lossless PNG into this folder")
+    g.add_argument("--labels", choices=("visible+metadata", "metadata", "off"), default="visible+metadata",
+                   help="AI-content labels: visible 'AI生成' for 2 s + AIGC metadata (default), metadata only, or none")
     g.add_argument("--crf", type=int, default=18)
     g.add_argument("--preset", default="veryfast")
     g.set_defaults(run=_generate)
@@ -208,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--checkpoints", required=True, help="folder in the official checkpoints/ or models/sonic layout")
     c.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), default="fp16", help="UNet precision")
     c.set_defaults(run=_convert)
+
+    lc = sub.add_parser("label-check", help="read a video's AI-content labels (visible and AIGC metadata)")
+    lc.add_argument("video")
+    lc.set_defaults(run=_label_check)
 
     s = sub.add_parser("sync-check", help="lip-sync meter: audio-video offset and correlation of a talking-head video")
     s.add_argument("video")

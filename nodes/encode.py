@@ -7,9 +7,8 @@ import folder_paths
 import numpy as np
 from comfy_api.input_impl import VideoFromFile
 
-from ..sonic_core import ArrayFrames
-from ..sonic_core import PRESETS, encode_mp4
-from ..sonic_core import provenance_metadata
+from ..sonic_core import (LABEL_MODES, PRESETS, ArrayFrames, encode_mp4, label_frames_and_metadata,
+                          provenance_metadata)
 from .convert import Progress, audio_from_comfy, image_to_numpy
 from .errors import SonicFlowNodeError, user_errors
 
@@ -43,6 +42,9 @@ class SonicFlowVideoEncode:
                 "filename_prefix": ("STRING", {"default": "sonicflow/video", "tooltip": "Name of the file in the temp folder."}),
             },
             "optional": {
+                "ai_label": (list(LABEL_MODES), {"default": LABEL_MODES[0], "tooltip":
+                             "AI-content labels (GB 45438-2025): 'AI生成' shown for the first 2 s plus the AIGC "
+                             "metadata field; turning the visible label off is logged."}),
                 "frames": ("SONICFLOW_FRAMES", {"tooltip": "Frames from SonicFlow Generate (streamed)."}),
                 "images": ("IMAGE", {"tooltip": "Or a core IMAGE batch (short clips)."}),
                 "audio": ("AUDIO", {"tooltip": "Sound track; trimmed or padded to the video's length."}),
@@ -50,7 +52,7 @@ class SonicFlowVideoEncode:
         }
 
     @user_errors
-    def encode(self, fps, crf, preset, filename_prefix, frames=None, images=None, audio=None):
+    def encode(self, fps, crf, preset, filename_prefix, ai_label=LABEL_MODES[0], frames=None, images=None, audio=None):
         if frames is None and images is None:
             raise SonicFlowNodeError("SonicFlow Video Encode: frames: nothing to encode. Fix: connect frames or images.")
         if frames is None:
@@ -60,8 +62,10 @@ class SonicFlowVideoEncode:
             filename_prefix, folder_paths.get_temp_directory(), frames.width, frames.height)
         filename = f"{name}_{counter:05}_.mp4"
         path = os.path.join(folder, filename)
-        meta = provenance_metadata(frames.engine, frames.info)
-        encode_mp4(iter(frames), path, fps=frames.fps, width=frames.width, height=frames.height,
+        stream, meta = label_frames_and_metadata(ai_label, iter(frames), frames.fps, frames.width, frames.height,
+                                                 who=f"Video Encode {filename}")
+        meta.update(provenance_metadata(frames.engine, frames.info))
+        encode_mp4(stream, path, fps=frames.fps, width=frames.width, height=frames.height,
                    n_frames=len(frames), audio=aud, crf=crf, preset=preset, metadata=meta,
                    progress=Progress(len(frames)))
         return {"ui": video_preview(filename, subfolder, "temp"), "result": (VideoFromFile(path), path)}

@@ -11,6 +11,7 @@ from .media.encode import VideoInfo, encode_mp4
 from .media.image import load_image
 from .predata import prepare
 from .provenance import provenance_metadata
+from .publish.labels import label_frames_and_metadata
 from .publish import sha256_file
 
 
@@ -19,7 +20,7 @@ def make_video(image_path: str, audio_path: str, out_path: str, *, engine: str =
                dynamic_scale: float = 1.0, motion_scale: float = 1.0, seed: int = 0, crf: int = 18,
                preset: str = "veryfast", weight_roots: list[str] | None = None, ip_audio_scale: float = 1.0,
                interpolate: bool = True, dtype: str = "auto", device: str = "auto", paste_back: bool = False,
-               frames_dir: str | None = None, progress=None) -> VideoInfo:
+               frames_dir: str | None = None, labels: str = "visible+metadata", progress=None) -> VideoInfo:
     image, audio = load_image(image_path), load_audio(audio_path)
     pre = prepare(image, audio, min_resolution=min_resolution, expand_ratio=expand_ratio, duration=duration,
                   no_face=no_face)
@@ -28,8 +29,9 @@ def make_video(image_path: str, audio_path: str, out_path: str, *, engine: str =
                       interpolate=interpolate, dtype=dtype, device=device, paste_back=paste_back)
     frames.info["inputs"] = {"image_sha256": sha256_file(image_path), "audio_sha256": sha256_file(audio_path),
                              "min_resolution": min_resolution, "expand_ratio": expand_ratio, "duration": duration}
-    meta = provenance_metadata(frames.engine, frames.info)
-    stream = iter(frames) if not frames_dir else _saving(frames, frames_dir)
+    stream, meta = label_frames_and_metadata(labels, iter(frames) if not frames_dir else _saving(frames, frames_dir),
+                                             frames.fps, frames.width, frames.height)
+    meta.update(provenance_metadata(frames.engine, frames.info))
     info = encode_mp4(stream, out_path, fps=frames.fps, width=frames.width, height=frames.height,
                       n_frames=len(frames), audio=pre.audio.fitted(frames.duration), crf=crf, preset=preset,
                       metadata=meta,

@@ -17,6 +17,7 @@ from sonic_core.media.encode import probe_video
 from sonic_core.media.face import detect_face
 from sonic_core.provenance import read_provenance
 from sonic_core.sync import measure_sync
+from sonic_core.publish.labels import check_labels
 
 pytestmark = pytest.mark.comfy
 
@@ -63,10 +64,13 @@ def test_template_makes_a_talking_video(comfy, comfy_server, example_audio, tmp_
     face = detect_face(frames[0])
     assert face is not None, "the person is no longer recognisable as a face"
     mouth = frames[:, face.y0 + face.height * 2 // 3: face.y1, face.x0 + face.width // 4: face.x1 - face.width // 4]
-    corner = frames[:, :32, :32]
+    corner = frames[:, -32:, -32:]  # the top-left one carries the AI label for 2 s
     mouth_motion = np.abs(mouth.astype(np.int16) - mouth[:1]).mean(axis=(1, 2, 3)).max()
     corner_motion = np.abs(corner.astype(np.int16) - corner[:1]).mean(axis=(1, 2, 3)).max()
     assert mouth_motion > 8 and corner_motion < 2, (mouth_motion, corner_motion)
+
+    labels = check_labels(str(path))  # on by default: 'AI生成' for 2 s and the AIGC metadata
+    assert labels.visible and labels.implicit["Label"] == "1"
 
     sync = measure_sync(str(path))
     assert abs(sync.offset_frames) <= 1 and sync.peak >= 0.5, sync.to_dict()
@@ -165,3 +169,14 @@ def test_frames_chain_with_core_video_nodes(comfy, comfy_server):
     ours = entry["outputs"]["6"]["images"][0]
     mine = probe_video(os.path.join(comfy_server.base, "output", ours["subfolder"], ours["filename"]))
     assert mine.n_frames == 50 and abs(mine.duration - 2.0) <= 1 / 25
+
+
+def test_labels_off_leaves_no_label(comfy):
+    video, _ = run_talking_head(comfy, overrides={"3": {"duration": 2.0}, "5": {"ai_label": "off"}})
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".mp4") as f:
+        f.write(video)
+        f.flush()
+        labels = check_labels(f.name)
+    assert labels.implicit is None and not labels.visible
