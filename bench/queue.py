@@ -23,6 +23,8 @@ import uuid
 import wave
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# This file is called queue.py: keep its folder off sys.path, or it would shadow the standard library's `queue`.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.join(ROOT, "bench")]
 sys.path.insert(0, ROOT)
 
 from devtools.comfyui import ComfyServer  # noqa: E402
@@ -90,7 +92,7 @@ def bridged(client: BridgeClient, seeds) -> tuple[list[float], list[float]]:
 
 
 def burst(client: BridgeClient, seeds) -> float:
-    q = client.channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+    q = client.channel.queue_declare("", exclusive=True).method.queue
     jobs = [job(s) for s in seeds]
     for j in jobs:
         client.channel.queue_bind(q, client.topology.results_exchange, f"result.{j['job_id']}")

@@ -60,17 +60,21 @@ class BridgeClient:
 
     def reply_queue(self, job_id: str) -> str:
         """A private queue that receives the result of `job_id` (declare it before publishing the job)."""
-        q = self.channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+        q = self.channel.queue_declare("", exclusive=True).method.queue
         self.channel.queue_bind(q, self.topology.results_exchange, f"result.{job_id}")
         return q
 
     def wait_result(self, queue: str, timeout: float = 3600.0) -> dict | None:
+        """The next result on `queue` (pushed by the broker as soon as it is published), or None after `timeout`."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            method, _props, body = self.channel.basic_get(queue, auto_ack=True)
-            if method is not None:
+        try:
+            for method, _props, body in self.channel.consume(queue, inactivity_timeout=max(0.01, timeout)):
+                if method is None or time.monotonic() > deadline:
+                    return None
+                self.channel.basic_ack(method.delivery_tag)
                 return json.loads(body)
-            self.connection.process_data_events(time_limit=0.2)
+        finally:
+            self.channel.cancel()  # unacked deliveries go back to the queue for the next call
         return None
 
     def submit(self, job: dict, wait: bool = False, timeout: float = 3600.0) -> dict | None:

@@ -265,6 +265,7 @@ class JobRunner:
         """Wait for the prompt, reading progress from the websocket; /history decides. Interrupt on timeout."""
         deadline = time.monotonic() + timeout
         next_poll = 0.0
+        fast_until = 0.0  # after a "done" message, look at the history often until it shows the prompt
         last_progress = 0.0
         while True:
             now = time.monotonic()
@@ -281,11 +282,12 @@ class JobRunner:
                     if entry["status"].get("status_str") != "success":
                         raise self._classify(PromptFailed(prompt_id, entry))
                     return entry
-                next_poll = now + (1.0 if ws is not None else 0.1)
+                next_poll = now + (0.02 if now < fast_until else 1.0 if ws is not None else 0.05)
             if ws is None:
-                time.sleep(0.05)
+                time.sleep(0.02)
                 continue
             try:
+                ws.settimeout(max(0.005, min(0.5, next_poll - time.monotonic())))
                 raw = ws.recv()
             except Exception as e:  # noqa: BLE001 - timeouts, or a socket that went away
                 if type(e).__name__ != "WebSocketTimeoutException":
@@ -303,7 +305,7 @@ class JobRunner:
             kind = msg.get("type")
             if kind in ("execution_success", "execution_error", "execution_interrupted") or (
                     kind == "executing" and data.get("node") is None):
-                next_poll = 0.0  # the history is written at task_done: look now (and again shortly)
+                next_poll, fast_until = 0.0, now + 2.0  # the history is written at task_done: look now and often
             elif kind == "progress" and now - last_progress > 0.5:
                 last_progress = now
                 self.progress(job.job_id, {"node": data.get("node"), "value": data.get("value"),
