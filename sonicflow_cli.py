@@ -184,6 +184,37 @@ def _convert(args) -> int:
     return 0
 
 
+def _api(args) -> int:
+    """The HTTP front door (queue_bridge.api): serve, or manage API keys in its job store."""
+    from queue_bridge.api import ApiSettings, run_api
+
+    s = ApiSettings(bridge=_bridge_settings(args))
+    for attr in ("host", "port", "public_url", "template", "db_url", "table_prefix"):
+        if getattr(args, attr, None) is not None:
+            setattr(s, attr, getattr(args, attr))
+    if args.templates:
+        s.bridge.templates = args.templates
+    if args.webhook_allow:
+        s.webhook_allow = args.webhook_allow
+    if args.action == "serve":
+        return run_api(s)
+    from queue_bridge.jobstore import JobStore
+
+    store = JobStore(s.db_url, s.table_prefix)
+    try:
+        if args.action == "create-key":
+            print(json.dumps(store.create_key(args.name, args.rate, args.burst, args.quota), indent=2))
+            print("Keep api_key and webhook_secret now: only a hash of the key is stored.", file=sys.stderr)
+        else:
+            if not args.key_id or not store.revoke_key(args.key_id):
+                print(f"sonicflow api: no key {args.key_id!r}", file=sys.stderr)
+                return 1
+            print(json.dumps({"revoked": args.key_id}))
+    finally:
+        store.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="sonicflow", description="Talking-head videos from a portrait and speech.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -276,6 +307,25 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--limit", type=int, default=1000)
     d.add_argument("--bodies", action="store_true", help="list: include the job bodies")
     d.set_defaults(run=_dlq)
+
+    a = sub.add_parser("api", help="HTTP front door: upload page + REST API before the queue; API keys")
+    _bridge_common(a)
+    a.add_argument("action", nargs="?", default="serve", choices=("serve", "create-key", "revoke-key"))
+    a.add_argument("--host", help="listen address (env SONICFLOW_API_HOST; default 127.0.0.1)")
+    a.add_argument("--port", type=int, help="listen port (env SONICFLOW_API_PORT; default 8190)")
+    a.add_argument("--db", dest="db_url", help="job store: sqlite:///path.db (default out/api/api.db) or "
+                                               "postgresql://user@host/db (env SONICFLOW_API_DB)")
+    a.add_argument("--table-prefix", dest="table_prefix", help="prefix of the job store's tables (default sf_)")
+    a.add_argument("--public-url", dest="public_url", help="absolute base URL for links (default: relative links)")
+    a.add_argument("--template", help="workflow template jobs run (default talking_head)")
+    a.add_argument("--templates", help="folder of templates, to check parameter names (default workflows/)")
+    a.add_argument("--webhook-allow", dest="webhook_allow", action="append", help=argparse.SUPPRESS)  # tests only
+    a.add_argument("--name", default="default", help="create-key: a label for the key")
+    a.add_argument("--rate", type=float, default=30.0, help="create-key: submissions per minute")
+    a.add_argument("--burst", type=int, default=10, help="create-key: submissions allowed at once")
+    a.add_argument("--quota", type=int, default=1000, help="create-key: submissions per 24 hours")
+    a.add_argument("--key-id", dest="key_id", help="revoke-key: the key's id (the 12 hex after sfk_)")
+    a.set_defaults(run=_api)
     return ap
 
 

@@ -1,0 +1,249 @@
+"""The front door's records: API keys (hashed), jobs (status, progress, results, idempotency keys) and webhook
+deliveries. SQLite by default (nothing to install: `sqlite:///path/api.db`), PostgreSQL by configuration
+(`postgresql://user@host:5432/db`, psycopg 3). Every table name starts with a configurable prefix so several
+front doors (or test runs) can share one database.
+
+The calls are synchronous and short; the aiohttp service runs them on a thread pool. Each write bumps the job's
+`seq`, which the server-sent-events stream uses as its event id.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import queue
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+
+TERMINAL = ("succeeded", "failed")
+JOB_COLUMNS = ("id", "key_id", "idem_key", "fingerprint", "status", "progress", "progress_node", "template",
+               "parameters", "inputs", "result", "error", "webhook_url", "webhook_state", "webhook_attempts",
+               "webhook_next_at", "webhook_last_error", "created_at", "updated_at", "seq")
+JSON_COLUMNS = ("parameters", "inputs", "result", "error")
+KEY_PREFIX = "sfk_"
+
+
+def hash_secret(secret: str) -> str:
+    """API secrets are 32 random bytes: a plain SHA-256 is enough (no dictionary to attack); the secret itself is
+    never stored."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def split_key(api_key: str) -> tuple[str, str] | None:
+    """'sfk_<id>_<secret>' -> (id, secret), or None for anything else."""
+    m = re.fullmatch(r"sfk_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})", api_key or "")
+    return (m.group(1), m.group(2)) if m else None
+
+
+class JobStore:
+    def __init__(self, url: str, table_prefix: str = "sf_", pool_size: int = 4):
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,30}", table_prefix):
+            raise ValueError(f"table prefix {table_prefix!r}: use lower-case letters, digits and _")
+        self.url, self.p = url, table_prefix
+        self.postgres = url.startswith(("postgresql://", "postgres://"))
+        self._pool: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()  # SQLite: one connection, one writer at a time
+        if self.postgres:
+            import psycopg
+
+            for _ in range(pool_size):
+                self._pool.put(psycopg.connect(url, autocommit=True))
+        else:
+            path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
+            if path != ":memory:":
+                import os
+
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._pool.put(conn)
+        self.create_tables()
+
+    # -- plumbing ---------------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _conn(self):
+        conn = self._pool.get()
+        try:
+            if self.postgres:
+                yield conn
+            else:
+                with self._lock:
+                    yield conn
+        finally:
+            self._pool.put(conn)
+
+    def _sql(self, sql: str) -> str:
+        sql = sql.replace("{p}", self.p)
+        return sql.replace("?", "%s") if self.postgres else sql
+
+    def execute(self, sql: str, args: tuple = ()) -> int:
+        with self._conn() as c:
+            cur = c.execute(self._sql(sql), args)
+            return cur.rowcount
+
+    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._conn() as c:
+            return list(c.execute(self._sql(sql), args).fetchall())
+
+    def close(self):
+        while not self._pool.empty():
+            self._pool.get().close()
+
+    def create_tables(self):
+        real = "DOUBLE PRECISION" if self.postgres else "REAL"
+        stmts = [
+            f"""CREATE TABLE IF NOT EXISTS {{p}}api_keys (id TEXT PRIMARY KEY, name TEXT NOT NULL, secret_hash TEXT NOT NULL,
+                webhook_secret TEXT NOT NULL, rate_per_min {real} NOT NULL, burst INTEGER NOT NULL,
+                daily_quota INTEGER NOT NULL, created_at {real} NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)""",
+            f"""CREATE TABLE IF NOT EXISTS {{p}}jobs (id TEXT PRIMARY KEY, key_id TEXT NOT NULL, idem_key TEXT,
+                fingerprint TEXT, status TEXT NOT NULL, progress {real} NOT NULL DEFAULT 0, progress_node TEXT,
+                template TEXT NOT NULL, parameters TEXT, inputs TEXT, result TEXT, error TEXT, webhook_url TEXT,
+                webhook_state TEXT, webhook_attempts INTEGER NOT NULL DEFAULT 0, webhook_next_at {real},
+                webhook_last_error TEXT, created_at {real} NOT NULL, updated_at {real} NOT NULL,
+                seq INTEGER NOT NULL DEFAULT 1)""",
+            "CREATE UNIQUE INDEX IF NOT EXISTS {p}jobs_idem ON {p}jobs (key_id, idem_key)",
+            "CREATE INDEX IF NOT EXISTS {p}jobs_key_created ON {p}jobs (key_id, created_at)",
+            "CREATE INDEX IF NOT EXISTS {p}jobs_webhook ON {p}jobs (webhook_state, webhook_next_at)",
+            "CREATE TABLE IF NOT EXISTS {p}meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        ]
+        for s in stmts:
+            self.execute(s)
+
+    def drop_tables(self):
+        for t in ("api_keys", "jobs", "meta"):
+            self.execute(f"DROP TABLE IF EXISTS {{p}}{t}")
+
+    def server_secret(self) -> bytes:
+        """A random secret shared by every front door on this database (signs download links)."""
+        value = secrets.token_hex(32)
+        conflict = "ON CONFLICT (name) DO NOTHING" if self.postgres else "OR IGNORE"
+        if self.postgres:
+            self.execute(f"INSERT INTO {{p}}meta (name, value) VALUES ('link_secret', ?) {conflict}", (value,))
+        else:
+            self.execute(f"INSERT {conflict} INTO {{p}}meta (name, value) VALUES ('link_secret', ?)", (value,))
+        return bytes.fromhex(self.query("SELECT value FROM {p}meta WHERE name = 'link_secret'")[0][0])
+
+    # -- API keys -----------------------------------------------------------------------------------------------------
+
+    def create_key(self, name: str, rate_per_min: float = 30.0, burst: int = 10, daily_quota: int = 1000) -> dict:
+        key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+        webhook_secret = "whsec_" + secrets.token_urlsafe(32)
+        self.execute("INSERT INTO {p}api_keys (id, name, secret_hash, webhook_secret, rate_per_min, burst, daily_quota, "
+                     "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     (key_id, name, hash_secret(secret), webhook_secret, float(rate_per_min), int(burst),
+                      int(daily_quota), time.time()))
+        return {"id": key_id, "name": name, "api_key": f"{KEY_PREFIX}{key_id}_{secret}",
+                "webhook_secret": webhook_secret, "rate_per_min": rate_per_min, "burst": burst,
+                "daily_quota": daily_quota}
+
+    def authenticate(self, api_key: str) -> dict | None:
+        parts = split_key(api_key)
+        if parts is None:
+            return None
+        rows = self.query("SELECT id, name, secret_hash, webhook_secret, rate_per_min, burst, daily_quota, revoked "
+                          "FROM {p}api_keys WHERE id = ?", (parts[0],))
+        if not rows:
+            hmac.compare_digest(hash_secret(parts[1]), "0" * 64)  # same work either way
+            return None
+        r = rows[0]
+        if not hmac.compare_digest(hash_secret(parts[1]), r[2]) or r[7]:
+            return None
+        return {"id": r[0], "name": r[1], "webhook_secret": r[3], "rate_per_min": r[4], "burst": r[5],
+                "daily_quota": r[6]}
+
+    def revoke_key(self, key_id: str) -> bool:
+        return self.execute("UPDATE {p}api_keys SET revoked = 1 WHERE id = ?", (key_id,)) > 0
+
+    def key_secret(self, key_id: str) -> str | None:
+        rows = self.query("SELECT webhook_secret FROM {p}api_keys WHERE id = ?", (key_id,))
+        return rows[0][0] if rows else None
+
+    # -- jobs -----------------------------------------------------------------------------------------------------------
+
+    def _row(self, r: tuple) -> dict:
+        d = dict(zip(JOB_COLUMNS, r))
+        for c in JSON_COLUMNS:
+            d[c] = json.loads(d[c]) if d[c] else None
+        return d
+
+    def insert_job(self, job: dict) -> bool:
+        """Insert a job row; False when (key_id, idem_key) already exists (an idempotent retry)."""
+        now = time.time()
+        row = {**{c: None for c in JOB_COLUMNS}, "progress": 0.0, "webhook_attempts": 0, "created_at": now,
+               "updated_at": now, "seq": 1, **job}
+        for c in JSON_COLUMNS:
+            row[c] = json.dumps(row[c]) if row[c] is not None else None
+        cols = ", ".join(JOB_COLUMNS)
+        marks = ", ".join("?" for _ in JOB_COLUMNS)
+        try:
+            self.execute(f"INSERT INTO {{p}}jobs ({cols}) VALUES ({marks})", tuple(row[c] for c in JOB_COLUMNS))
+            return True
+        except Exception as e:  # noqa: BLE001 - sqlite3.IntegrityError / psycopg.errors.UniqueViolation
+            if "unique" in str(e).lower() or "UniqueViolation" in type(e).__name__:
+                return False
+            raise
+
+    def get_job(self, job_id: str) -> dict | None:
+        rows = self.query(f"SELECT {', '.join(JOB_COLUMNS)} FROM {{p}}jobs WHERE id = ?", (job_id,))
+        return self._row(rows[0]) if rows else None
+
+    def job_by_idem(self, key_id: str, idem_key: str) -> dict | None:
+        rows = self.query(f"SELECT {', '.join(JOB_COLUMNS)} FROM {{p}}jobs WHERE key_id = ? AND idem_key = ?",
+                          (key_id, idem_key))
+        return self._row(rows[0]) if rows else None
+
+    def list_jobs(self, key_id: str, limit: int = 50, before: float | None = None) -> list[dict]:
+        sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM {{p}}jobs WHERE key_id = ? AND status <> 'accepting'"
+        args: tuple = (key_id,)
+        if before is not None:
+            sql += " AND created_at < ?"
+            args += (before,)
+        return [self._row(r) for r in self.query(sql + " ORDER BY created_at DESC LIMIT ?", args + (int(limit),))]
+
+    def count_since(self, key_id: str, since: float) -> int:
+        return self.query("SELECT COUNT(*) FROM {p}jobs WHERE key_id = ? AND created_at >= ?", (key_id, since))[0][0]
+
+    def delete_job(self, job_id: str) -> None:
+        self.execute("DELETE FROM {p}jobs WHERE id = ?", (job_id,))
+
+    def set_status(self, job_id: str, status: str, only_from: tuple = ()) -> bool:
+        sql, args = "UPDATE {p}jobs SET status = ?, updated_at = ?, seq = seq + 1 WHERE id = ?", (status, time.time(),
+                                                                                                   job_id)
+        if only_from:
+            sql += " AND status IN (" + ", ".join("?" for _ in only_from) + ")"
+            args += tuple(only_from)
+        return self.execute(sql, args) > 0
+
+    def apply_progress(self, job_id: str, fraction: float, node: str | None) -> bool:
+        """A progress event: the job is running (unless it already finished: events may arrive late)."""
+        return self.execute("UPDATE {p}jobs SET status = 'running', progress = ?, progress_node = ?, updated_at = ?, "
+                            "seq = seq + 1 WHERE id = ? AND status IN ('queued', 'running')",
+                            (max(0.0, min(1.0, fraction)), node, time.time(), job_id)) > 0
+
+    def apply_result(self, job_id: str, result: dict) -> bool:
+        """A result message (at least once: a duplicate finds the job finished and changes nothing)."""
+        status = "succeeded" if result.get("status") == "succeeded" else "failed"
+        return self.execute(
+            "UPDATE {p}jobs SET status = ?, progress = ?, result = ?, error = ?, updated_at = ?, seq = seq + 1, "
+            "webhook_state = CASE WHEN webhook_url IS NULL THEN NULL ELSE 'pending' END, webhook_next_at = ? "
+            "WHERE id = ? AND status NOT IN ('succeeded', 'failed')",
+            (status, 1.0 if status == "succeeded" else 0.0, json.dumps(result),
+             json.dumps(result.get("error")) if result.get("error") else None, time.time(), time.time(),
+             job_id)) > 0
+
+    # -- webhooks -------------------------------------------------------------------------------------------------------
+
+    def due_webhooks(self, now: float, limit: int = 20) -> list[dict]:
+        rows = self.query(f"SELECT {', '.join(JOB_COLUMNS)} FROM {{p}}jobs WHERE webhook_state = 'pending' AND "
+                          "webhook_next_at <= ? ORDER BY webhook_next_at LIMIT ?", (now, limit))
+        return [self._row(r) for r in rows]
+
+    def webhook_outcome(self, job_id: str, state: str, attempts: int, next_at: float | None, error: str | None):
+        self.execute("UPDATE {p}jobs SET webhook_state = ?, webhook_attempts = ?, webhook_next_at = ?, "
+                     "webhook_last_error = ? WHERE id = ?", (state, attempts, next_at, error, job_id))
