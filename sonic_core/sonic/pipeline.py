@@ -54,23 +54,41 @@ def seed_everything(seed: int) -> None:
 # ------------------------------------------------------------------------------------------------ image side
 
 def expand_square(box_xywh, width: int, height: int, expand_ratio: float) -> tuple[int, int, int, int]:
-    """The official crop box: the face box grown by expand_ratio per side (clamped), then made square around it."""
-    from ..media.face import FaceBox
-    from ..predata import square_crop
-
-    x, y, w, h = box_xywh
-    return square_crop(FaceBox(int(x), int(y), int(x + w), int(y + h)), width, height, expand_ratio)
+    """The official crop box (process_bbox) from the float face box: grown by expand_ratio per side (clamped),
+    then the largest square inside it, its centre moved toward the face centre by at most the slack. Each edge
+    is rounded on its own (Python round), so the box can be 1 px off square, as officially."""
+    x, y, w, h = (float(v) for v in box_xywh)
+    fx1, fy1, fx2, fy2 = x, y, x + w, y + h
+    ex1, ey1 = max(fx1 - expand_ratio * w, 0), max(fy1 - expand_ratio * h, 0)
+    ex2, ey2 = min(fx2 + expand_ratio * w, width), min(fy2 + expand_ratio * h, height)
+    ew, eh = ex2 - ex1, ey2 - ey1
+    cx, cy = (ex1 + ex2) / 2, (ey1 + ey2) / 2
+    half = min(ew, eh) / 2
+    slack = abs(eh - ew) / 2
+    if ew < eh:  # only the longer axis has room to move toward the face
+        fc = (fy1 + fy2) / 2
+        cy += min(slack, abs(fc - cy)) * (1 if fc > cy else -1)
+    else:
+        fc = (fx1 + fx2) / 2
+        cx += min(slack, abs(fc - cx)) * (1 if fc > cx else -1)
+    sx1, sy1, sx2, sy2 = cx - half, cy - half, cx + half, cy + half
+    side = min(sx2 - sx1, sy2 - sy1)
+    mx, my = (sx1 + sx2) / 2, (sy1 + sy2) / 2
+    return round(mx - side / 2), round(my - side / 2), round(mx + side / 2), round(my + side / 2)
 
 
 def face_mask(shape_hw: tuple[int, int], box_xywh) -> np.ndarray:
-    """uint8 (H, W) mask: the face box grown by FACE_AREA around its centre, clamped (official rule)."""
+    """uint8 (H, W) mask: the face box grown by FACE_AREA around its centre, clamped (official rule). The box
+    stays float until the final int(): centre and half-sizes are float floor divisions, as officially."""
     h_img, w_img = shape_hw
-    x, y, w, h = box_xywh
-    x1, y1, x2, y2 = int(x), int(y), int(x + w), int(y + h)
+    x1, y1, w, h = (float(v) for v in box_xywh)
+    x2, y2 = x1 + w, y1 + h
     ww, hh = (x2 - x1) * FACE_AREA, (y2 - y1) * FACE_AREA
     cx, cy = (x2 + x1) // 2, (y2 + y1) // 2
+    top, bottom = max(cy - hh // 2, 0), min(cy + hh // 2, h_img)
+    left, right = max(cx - ww // 2, 0), min(cx + ww // 2, w_img)
     mask = np.zeros((h_img, w_img), np.uint8)
-    mask[max(int(cy - hh // 2), 0):min(int(cy + hh // 2), h_img), max(int(cx - ww // 2), 0):min(int(cx + ww // 2), w_img)] = 255
+    mask[int(top):int(bottom), int(left):int(right)] = 255
     return mask
 
 
@@ -89,8 +107,9 @@ class ImageInputs:
 
 
 def image_inputs(rgb: np.ndarray, face_xywh, min_resolution: int) -> ImageInputs:
-    """The official image_audio_to_tensor: LANCZOS resize of image and mask to the working size, CLIP input
-    resized to 224x224 (aspect not kept) and normalised as CLIPImageProcessor's defaults do."""
+    """The official image_audio_to_tensor: LANCZOS resize of image and mask to the working size; the CLIP input
+    is that resized image resized again to 224x224 (aspect not kept), normalised as CLIPImageProcessor's
+    defaults do."""
     h, w = rgb.shape[:2]
     size = working_size(w, h, min_resolution)
     img, mask = Image.fromarray(rgb), Image.fromarray(face_mask((h, w), face_xywh)).convert("RGB")
@@ -98,7 +117,7 @@ def image_inputs(rgb: np.ndarray, face_xywh, min_resolution: int) -> ImageInputs
         img, mask = img.resize(size, Image.LANCZOS), mask.resize(size, Image.LANCZOS)
     ref = torch.from_numpy(np.asarray(img, np.float32) / 255.0).permute(2, 0, 1)[None] * 2 - 1
     m = torch.from_numpy(np.asarray(mask, np.float32)[..., 0] / 255.0)[None, None]
-    clip = np.asarray(Image.fromarray(rgb).resize((224, 224), Image.LANCZOS), np.float32) / 255.0
+    clip = np.asarray(img.resize((224, 224), Image.LANCZOS), np.float32) / 255.0  # from the resized image
     clip = (clip - np.array(CLIP_MEAN, np.float32)) / np.array(CLIP_STD, np.float32)
     return ImageInputs(ref, m, torch.from_numpy(clip).permute(2, 0, 1)[None].contiguous(), size)
 
@@ -127,8 +146,10 @@ def sigmas_for(scheduler, steps: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample_latents(models, image: ImageInputs, samples_16k: np.ndarray, p: SonicParams, progress=None) -> torch.Tensor:
-    """Denoised latents (N, 4, H/8, W/8), float32 on the CPU."""
+def sample_latents(models, image: ImageInputs, samples_16k: np.ndarray, p: SonicParams, progress=None,
+                   trace=None) -> torch.Tensor:
+    """Denoised latents (N, 4, H/8, W/8), float32 on the CPU. trace(name, tensor), if given, receives the
+    intermediates under the golden data's names (tests/data/sonic_golden), for parity tests."""
     dev, dt = models.device, models.dtype
     seed_everything(p.seed)
     feats = audio_features(samples_16k, models.feature_extractor, models.whisper)
@@ -149,6 +170,8 @@ def sample_latents(models, image: ImageInputs, samples_16k: np.ndarray, p: Sonic
     noise = torch.randn((1, n, 4, h, w), dtype=torch.float32)
     sigmas = sigmas_for(models.scheduler, p.inference_steps)
     latents = ref_lat.float().cpu()[:, None] + sigmas[0] * noise                       # (1, N, 4, h, w)
+    trace = trace or (lambda name, x: None)
+    trace("initial_latents", latents)
 
     image_lat_cfg = torch.cat([torch.zeros_like(image_lat), image_lat, image_lat])[:, None]   # (3, 1, 4, h, w)
     clip_cfg = torch.cat([torch.zeros_like(image_embeds), image_embeds, image_embeds])[:, None]  # (3, 1, 1024)
@@ -162,7 +185,8 @@ def sample_latents(models, image: ImageInputs, samples_16k: np.ndarray, p: Sonic
         t = torch.tensor([0.25 * np.log(sigma)], dtype=torch.float32, device=dev)
         acc = torch.zeros_like(latents)
         count = torch.zeros((1, n, 1, 1, 1))
-        for idx in window_indices(n, i):
+        trace(f"latents_all_before_step_{i}", latents)
+        for j, idx in enumerate(window_indices(n, i)):
             x = latents[:, idx]                                                         # (1, 25, 4, h, w) fp32
             x_in = (x / (sigma ** 2 + 1) ** 0.5).to(dev, dt).expand(3, -1, -1, -1, -1)
             sample = torch.cat([x_in, image_lat_cfg.expand(-1, WINDOW, -1, -1, -1)], dim=2)
@@ -175,7 +199,10 @@ def sample_latents(models, image: ImageInputs, samples_16k: np.ndarray, p: Sonic
             u, a, c = v.chunk(3)
             v = u + p.image_guidance * (a - u) + p.audio_guidance * (c - a)
             x0 = -sigma / (sigma ** 2 + 1) ** 0.5 * v + x / (sigma ** 2 + 1)             # v-prediction
-            acc[:, idx] += x + (x - x0) / sigma * (sigma_next - sigma)                  # Euler step
+            stepped = x + (x - x0) / sigma * (sigma_next - sigma)                         # Euler step
+            trace(f"guided_eps_s{i}_w{j}", v)
+            trace(f"window_latents_after_step_s{i}_w{j}", stepped)
+            acc[:, idx] += stepped
             count[:, idx] += 1
             done += 1
             if progress:
@@ -216,5 +243,5 @@ def iter_frames(models, latents: torch.Tensor, p: SonicParams):
                     out.append(mids[k + first - 1])
                 out.append(chunk[k])
         for f in out:
-            yield (f.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            yield (f.permute(1, 2, 0).numpy() * 255).astype(np.uint8)  # truncates, as the official writer
         prev = chunk[-1:]
