@@ -66,8 +66,11 @@ class ApiSettings:
     max_audio_s: float = field(default_factory=lambda: float(_env("SONICFLOW_API_MAX_AUDIO_S", "600")))
     min_audio_s: float = 0.2
     input_http_allow: list = field(default_factory=lambda: split(_env("SONICFLOW_API_URL_ALLOW", "*")))
+    # Tests only: let URL inputs come from loopback/private addresses (never in production: SSRF).
+    input_allow_private: bool = field(default_factory=lambda: _env("SONICFLOW_API_ALLOW_PRIVATE_INPUTS", "") == "1")
     webhook_allow: list = field(default_factory=lambda: split(_env("SONICFLOW_API_WEBHOOK_ALLOW", "")))
-    webhook_delays: tuple = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
+    webhook_delays: tuple = field(default_factory=lambda: tuple(float(x) for x in split(_env(
+        "SONICFLOW_API_WEBHOOK_DELAYS", "5,30,120,600,1800,3600"))))
     publishers: int = field(default_factory=lambda: int(_env("SONICFLOW_API_PUBLISHERS", "4")))
     link_ttl_days: int = 7
     read_rate_per_min: float = 1200.0
@@ -507,7 +510,8 @@ class FrontDoor:
         if scheme not in ("http", "https") or len(url) > 2048:
             raise ApiError(422, "scheme_not_allowed", f"{name}_url: only http(s) URLs are accepted", field=f"{name}_url")
         limit = self.s.max_image_bytes if name == "image" else self.s.max_audio_bytes
-        policy = InputPolicy(http_allow=self.s.input_http_allow, max_bytes=limit)
+        policy = InputPolicy(http_allow=self.s.input_http_allow, max_bytes=limit,
+                             allow_private_networks=self.s.input_allow_private)
         try:
             data = await asyncio.to_thread(fetch, url, policy)
         except JobError as e:

@@ -1,0 +1,301 @@
+"""Front-door harness: `sonicflow api` as a subprocess on a free loopback port, against the real RabbitMQ (a unique
+queue prefix per front door, deleted afterwards) and a job store in SQLite or in the PostgreSQL on 127.0.0.1:5432
+(db `test`, a unique table prefix, dropped afterwards); optionally a real bridge worker beside the session's ComfyUI.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+import wave
+
+import pytest
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PY = sys.executable
+AMQP = os.environ.get("SONICFLOW_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+PG = os.environ.get("SONICFLOW_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+SESSION = uuid.uuid4().hex[:6]
+_n = [0]
+
+
+def wait_until(predicate, timeout: float, what: str, poll: float = 0.2):
+    """Poll until truthy; a generous bound on a hang, not a timing assertion."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"gave up waiting ({timeout:.0f} s) for: {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def rabbit():
+    if not _port_open(5672):
+        subprocess.run(["rabbitmq-server", "-detached"], check=False)
+        wait_until(lambda: _port_open(5672), 60, "RabbitMQ on 5672", 1)
+    return AMQP
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    if not _port_open(5432):
+        for cmd in (["pg_ctlcluster", "15", "main", "start"], ["service", "postgresql", "start"]):
+            subprocess.run(cmd, check=False, capture_output=True)
+            if wait_until_quiet(lambda: _port_open(5432), 20):
+                break
+    import psycopg
+
+    for url in (PG, "postgresql://127.0.0.1:5432/test"):
+        try:
+            psycopg.connect(url).close()
+            return url
+        except Exception:  # noqa: BLE001
+            continue
+    raise AssertionError(f"PostgreSQL at {PG} does not accept connections")
+
+
+def wait_until_quiet(predicate, timeout: float) -> bool:
+    try:
+        wait_until(predicate, timeout, "")
+        return True
+    except AssertionError:
+        return False
+
+
+# --- small real media ---------------------------------------------------------------------------------------------------
+
+def speech_wav(seconds: float = 1.2) -> bytes:
+    """The first `seconds` of the bundled speech sample (short renders)."""
+    with wave.open(os.path.join(ROOT, "examples", "speech.wav")) as src:
+        params = src.getparams()
+        frames = src.readframes(int(src.getframerate() * seconds))
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as dst:
+        dst.setparams(params)
+        dst.writeframes(frames)
+    return buf.getvalue()
+
+
+def portrait_png() -> bytes:
+    with open(os.path.join(ROOT, "examples", "portrait.png"), "rb") as f:
+        return f.read()
+
+
+def portrait_jpeg(size: int = 256) -> bytes:
+    from PIL import Image
+
+    im = Image.open(io.BytesIO(portrait_png())).convert("RGB").resize((size, size))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+# --- processes ----------------------------------------------------------------------------------------------------------
+
+class FrontDoor:
+    """One `sonicflow api` process with its own broker prefix, store folder and job-store tables."""
+
+    def __init__(self, tmp, db: str, pg_url: str | None = None, webhook_allow: list | None = None,
+                 env: dict | None = None):
+        _n[0] += 1
+        self.prefix = f"sfa{SESSION}n{_n[0]}"
+        self.table_prefix = f"t{SESSION}n{_n[0]}_"
+        self.tmp = tmp
+        self.store = tmp / "store"
+        self.db_url = pg_url if db == "postgres" else f"sqlite:///{tmp}/api.db"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.webhook_allow = webhook_allow or []
+        self.env = {**os.environ, **(env or {})}
+        self.proc = None
+        self.log_path = str(tmp / "api.log")
+        self.workers: list = []
+        from queue_bridge.jobstore import JobStore
+
+        self.jobstore = JobStore(self.db_url, self.table_prefix, pool_size=1)
+
+    def key(self, rate: float = 600, burst: int = 200, quota: int = 100000) -> str:
+        return self.jobstore.create_key("test", rate, burst, quota)["api_key"]
+
+    def key_record(self, **kw) -> dict:
+        return self.jobstore.create_key("test", kw.get("rate", 600), kw.get("burst", 200), kw.get("quota", 100000))
+
+    def start(self):
+        args = [PY, os.path.join(ROOT, "sonicflow_cli.py"), "api", "serve", "--amqp", AMQP, "--prefix", self.prefix,
+                "--store", str(self.store), "--db", self.db_url, "--table-prefix", self.table_prefix,
+                "--port", str(self.port)]
+        for a in self.webhook_allow:
+            args += ["--webhook-allow", a]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                     start_new_session=True)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"sonicflow api exited {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                return requests.get(self.url + "/healthz", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until(up, 60, "sonicflow api answering /healthz with the broker connected")
+        return self
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def worker(self, comfy_url: str):
+        args = [PY, os.path.join(ROOT, "sonicflow_cli.py"), "worker", "--amqp", AMQP, "--prefix", self.prefix,
+                "--store", str(self.store), "--input-root", str(self.store / "inputs"), "--comfy", comfy_url,
+                "--templates", os.path.join(ROOT, "workflows"), "--heartbeat", "10", "--retry-delays", "0.5,1",
+                "--timeout", "240", "--grace", "5"]
+        log = open(self.tmp / f"worker{len(self.workers)}.log", "ab")
+        w = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                             start_new_session=True)
+        self.workers.append(w)
+        return w
+
+    # broker helpers
+    def channel(self):
+        import pika
+
+        conn = pika.BlockingConnection(pika.URLParameters(AMQP))
+        return conn, conn.channel()
+
+    def queued(self) -> int:
+        """Messages ready in this front door's jobs queue (the tests that count have no worker)."""
+        conn, ch = self.channel()
+        try:
+            return ch.queue_declare(f"{self.prefix}.jobs", passive=True).method.message_count
+        finally:
+            conn.close()
+
+    def job_bodies(self) -> list[dict]:
+        """Every job in the jobs queue, left in place."""
+        conn, ch = self.channel()
+        out, last = [], None
+        try:
+            while True:
+                method, _props, body = ch.basic_get(f"{self.prefix}.jobs", auto_ack=False)
+                if method is None:
+                    break
+                last = method.delivery_tag
+                out.append(json.loads(body))
+            if last is not None:
+                ch.basic_nack(last, multiple=True, requeue=True)
+        finally:
+            conn.close()
+        return out
+
+    def publish_result(self, result: dict) -> None:
+        """What a worker publishes when it finishes a job (tests without ComfyUI)."""
+        import pika
+
+        conn, ch = self.channel()
+        try:
+            ch.confirm_delivery()
+            ch.basic_publish(f"{self.prefix}.results", f"result.{result['job_id']}", json.dumps(result).encode(),
+                             pika.BasicProperties(delivery_mode=2, content_type="application/json"), mandatory=True)
+        finally:
+            conn.close()
+
+    def publish_progress(self, job_id: str, value: int, maximum: int, node: str = "4") -> None:
+        conn, ch = self.channel()
+        try:
+            ch.basic_publish(f"{self.prefix}.events", f"progress.{job_id}", json.dumps(
+                {"job_id": job_id, "type": "progress", "node": node, "value": value, "max": maximum}).encode())
+        finally:
+            conn.close()
+
+    def stored_inputs(self) -> list[str]:
+        d = self.store / "inputs"
+        return sorted(os.listdir(d)) if d.is_dir() else []
+
+    def job_rows(self) -> int:
+        return self.jobstore.query("SELECT COUNT(*) FROM {p}jobs")[0][0]
+
+    def stop(self):
+        for w in self.workers:
+            if w.poll() is None:
+                os.killpg(w.pid, signal.SIGKILL)
+                w.wait()
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        try:
+            from queue_bridge.topology import Topology
+
+            conn, ch = self.channel()
+            Topology(prefix=self.prefix).delete(ch)
+            ch.queue_delete(f"{self.prefix}.api.results")
+            conn.close()
+        except Exception:  # noqa: BLE001
+            pass
+        if self.db_url.startswith("postgresql"):
+            self.jobstore.drop_tables()
+        self.jobstore.close()
+
+
+@pytest.fixture
+def frontdoor_factory(rabbit, tmp_path_factory):
+    made = []
+
+    def make(db: str = "sqlite", pg_url: str | None = None, **kw) -> FrontDoor:
+        fd = FrontDoor(tmp_path_factory.mktemp("frontdoor"), db, pg_url, **kw).start()
+        made.append(fd)
+        return fd
+
+    yield make
+    for fd in made:
+        fd.stop()
+
+
+@pytest.fixture(scope="module")
+def frontdoor(rabbit, tmp_path_factory):
+    """One SQLite-backed front door without a worker, shared by a module's tests."""
+    fd = FrontDoor(tmp_path_factory.mktemp("frontdoor"), "sqlite").start()
+    yield fd
+    fd.stop()
+
+
+def submit(fd: FrontDoor, key: str, image: bytes | None = None, audio: bytes | None = None, *,
+           image_name: str = "face.png", audio_name: str = "speech.wav", image_type: str = "image/png",
+           audio_type: str = "audio/wav", data: dict | None = None, headers: dict | None = None):
+    files = {}
+    files["image"] = (image_name, portrait_png() if image is None else image, image_type)
+    files["audio"] = (audio_name, speech_wav() if audio is None else audio, audio_type)
+    h = {"X-API-Key": key} if key else {}
+    h.update(headers or {})
+    return requests.post(fd.url + "/v1/jobs", files=files, data=data or {"engine": "lite", "min_resolution": "256"},
+                         headers=h, timeout=60)
