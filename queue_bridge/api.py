@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urlparse
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .config import ROOT, Settings, split
 from .inputs import InputPolicy, fetch
@@ -112,7 +113,7 @@ class Links:
             e = int(exp)
         except (TypeError, ValueError):
             raise ApiError(403, "bad_signature", "the link is not valid") from None
-        if not hmac.compare_digest(self.sig(job_id, name, e), sig or ""):
+        if not hmac.compare_digest(self.sig(job_id, name, e).encode(), (sig or "").encode("utf-8", "replace")):
             raise ApiError(403, "bad_signature", "the link is not valid")
         if e < time.time():
             raise ApiError(410, "link_expired", "the link has expired; open the job again for a fresh one")
@@ -442,7 +443,8 @@ class FrontDoor:
                                                          f"audio, {', '.join(TEXT_FIELDS)}", field=str(name)[:40])
         except ApiError:
             raise
-        except (ValueError, AssertionError, AttributeError, KeyError, LookupError, TypeError, UnicodeError) as e:
+        except (ValueError, AssertionError, AttributeError, KeyError, LookupError, TypeError, UnicodeError,
+                HttpProcessingError) as e:
             raise ApiError(400, "bad_multipart", f"the multipart body cannot be read: {e}"[:300]) from None
         for name in ("image", "audio"):
             if name not in files:
