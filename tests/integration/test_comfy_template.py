@@ -1,6 +1,7 @@
 """The pack inside a real headless ComfyUI: node registry, the API-format template end to end, bad inputs."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -10,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from devtools.demo import load_template, run_talking_head
+from devtools.demo import load_template, published_video, run_talking_head
 from queue_bridge.comfy_client import PromptFailed
 from sonic_core.media.audio import load_audio
 from sonic_core.media.encode import probe_video
@@ -76,9 +77,9 @@ def test_template_makes_a_talking_video(comfy, comfy_server, example_audio, tmp_
     assert abs(sync.offset_frames) <= 1 and sync.peak >= 0.5, sync.to_dict()
 
     # Publish kept it under its content hash, with the provenance sidecar beside it.
-    out = os.path.join(comfy_server.base, "output", "sonicflow")
-    name = next(f for f in os.listdir(out) if f.endswith(".mp4"))
-    sidecar = json.load(open(os.path.join(out, name[:-4] + ".json")))
+    name, subfolder, _ = published_video(entry)
+    assert name.startswith(hashlib.sha256(video).hexdigest()[:16])
+    sidecar = json.load(open(os.path.join(comfy_server.base, "output", subfolder, name[:-4] + ".json")))
     assert sidecar["engine"] == "lite" and sidecar["size"] == len(video)
     assert sidecar["inputs"]["audio_sha256"] and sidecar["params"]["seed"] == 0
 
