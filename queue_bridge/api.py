@@ -800,6 +800,8 @@ def make_app(settings: ApiSettings | None = None) -> web.Application:
     r.add_get("/", door.page)
     r.add_get("/jobs", door.page)
     r.add_get("/jobs/{id}", door.page)
+    r.add_get("/favicon.ico", lambda _r: web.FileResponse(os.path.join(ROOT, "web", "icon.png"),
+                                                           headers={"Content-Type": "image/png"}))
     r.add_static("/static/", PAGES, show_index=False, follow_symlinks=False)
     return app
 

@@ -172,9 +172,11 @@ class FrontDoor:
             return ""
 
     def worker(self, comfy_url: str):
+        """A real bridge worker on this front door's prefix and store (the topology settings, e.g. the retry delays,
+        must match the front door's: it declared the queues first)."""
         args = [PY, os.path.join(ROOT, "sonicflow_cli.py"), "worker", "--amqp", AMQP, "--prefix", self.prefix,
                 "--store", str(self.store), "--input-root", str(self.store / "inputs"), "--comfy", comfy_url,
-                "--templates", os.path.join(ROOT, "workflows"), "--heartbeat", "10", "--retry-delays", "0.5,1",
+                "--templates", os.path.join(ROOT, "workflows"), "--heartbeat", "10",
                 "--timeout", "240", "--grace", "5"]
         log = open(self.tmp / f"worker{len(self.workers)}.log", "ab")
         w = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=self.env,
