@@ -14,6 +14,7 @@ class History:
         self.results: dict = {}  # (prefix, job_id) -> [result bodies]
         self.dead_letters: dict = {}  # (prefix, job_id) -> {body: dlq record}
         self.effect_counts: dict = {}  # (prefix, job_id) -> committed events
+        self.replayed: set = set()  # (prefix, job_id) taken out of the DLQ and run again on purpose
 
     def attempt(self, prefix, job_id, status, expect):
         with self.lock:
@@ -26,6 +27,10 @@ class History:
     def dead(self, prefix, record: dict):
         with self.lock:
             self.dead_letters.setdefault((prefix, record.get("job_id")), {})[record.get("body")] = record
+
+    def replay(self, prefix, job_id):
+        with self.lock:
+            self.replayed.add((prefix, job_id))
 
     def effects(self, prefix, counts: dict):
         with self.lock:
@@ -48,7 +53,7 @@ class History:
             inconsistent = {k for k, rs in self.results.items() if mine(k) and
                             len({json.dumps(r, sort_keys=True) for r in rs if r["status"] == "succeeded"}) > 1}
             duplicated_effects = {k for k, n in self.effect_counts.items() if mine(k) and n > 1}
-            both = succeeded & (failed | dead)
+            both = (succeeded & (failed | dead)) - self.replayed
             wrong = {k for k, (status, expect) in self.attempts.items() if mine(k) and status == "ok" and
                      ((expect == "succeeded" and k not in succeeded) or (expect == "dead" and k not in dead))}
             return {"attempted": len(attempted), "confirmed": len(confirmed), "completed": len(completed & attempted),

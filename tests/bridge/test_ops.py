@@ -12,6 +12,7 @@ import requests
 from devtools.comfyui import free_port
 
 from .conftest import AMQP, ROOT, wait_until
+from .history import HISTORY
 
 
 def _cli(bridge, *args, env=None):
@@ -32,10 +33,12 @@ def test_metrics_health_cli_and_dlq_replay(bridge, media_root):
 
     wait_until(healthy, 60, "/healthz 200")
 
-    out = _cli(bridge, "submit", "--template", "talking_head", "--image", str(media_root / "portrait.png"),
+    out = _cli(bridge, "submit", "--job-id", "ops-cli", "--template", "talking_head",
+               "--image", str(media_root / "portrait.png"),
                "--audio", str(media_root / "speech.wav"), "--param", "engine=lite", "--param", "min_resolution=256",
                "--param", "seed=11", "--wait", "--wait-timeout", "240")
     assert out.returncode == 0, out.stderr
+    HISTORY.attempt(bridge.prefix, "ops-cli", "ok", "succeeded")  # submitted by the CLI: part of the history too
     result = json.loads(out.stdout)
     assert result["status"] == "succeeded" and result["outputs"][0]["sha256"]
 
@@ -55,6 +58,7 @@ def test_metrics_health_cli_and_dlq_replay(bridge, media_root):
     missing.write_bytes((media_root / "portrait.png").read_bytes())
     replay = json.loads(_cli(bridge, "dlq", "replay", "--job-id", "ops-late").stdout)
     assert replay == {"replayed": ["ops-late"]}
+    HISTORY.replay(bridge.prefix, "ops-late")
     wait_until(lambda: any(r["job_id"] == "ops-late" and r["status"] == "succeeded" for r in bridge.drain_results()),
                120, "the replayed job succeeded")
     status = json.loads(_cli(bridge, "status").stdout)
