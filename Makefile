@@ -15,6 +15,7 @@ test: env
 bench: env
 	$(PY) bench/lite_fps.py
 	$(PY) bench/encode_memory.py
+	$(PY) bench/queue.py
 
 clean:
 	rm -rf out bench/results .pytest_cache
