@@ -2,6 +2,7 @@
 """Write a complete Sonic checkpoint folder, with random weights, in the official formats.
 
     python devtools/make_tiny_checkpoints.py OUT_DIR [--seed N] [--config-dir DIR] [--layout official|comfyui|both]
+                                             [--fast [--device cuda]]
 
 Every model is built from the configs in --config-dir (default: tests/data/sonic_tiny_config, the tiny folder;
 point it at a folder of real configs for full-size files) and every tensor is filled from
@@ -12,6 +13,12 @@ under any torch version and do not depend on torch's own initialisation:
   * 1-d `...bias`: 0.02 * normal; other 1-d (norm scales, PReLU slopes, mix factors, CLIP class embedding):
     1 + 0.05 * normal; integer buffers are left as built;
   * except the VAE's quant_conv, set to the identity as in the real SVD VAE (Stability's single file has none).
+
+--fast (for full-size folders, e.g. bench/sonic_full_config for bench/sonic_gpu.py: 2.3e9 values): the models are
+built on the meta device (no initialisation) and the values are drawn with torch.randn from a torch.Generator on
+--device (default: cuda when available), seeded per file from [seed, crc32(name)], same scaling rules. Same
+shapes, keys, dtypes and file formats; the values differ from the default mode (and may differ between devices
+and torch versions), so golden data is never made with --fast.
 
 Official layout (OUT_DIR/, as `checkpoints/` in jixiaozhong/Sonic; sonic-reference.md 2.1):
   Sonic/unet.pth, Sonic/audio2token.pth, Sonic/audio2bucket.pth        torch.save of fp32 state dicts
@@ -52,14 +59,56 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from devtools.av_standin import import_sonic_core  # noqa: E402
+
+import_sonic_core()  # where PyAV is missing (the GPU machines), sonic_core imports with a stand-in
+
 DEFAULT_CONFIG_DIR = os.path.join(ROOT, "tests", "data", "sonic_tiny_config")
 SVD = "stable-video-diffusion-img2vid-xt"
 
 
 # ------------------------------------------------------------------------------------------------- weights
 
+# --fast: the device the values are drawn on (None: numpy, the default, version-independent mode)
+FAST_DEVICE: str | None = None
+
+
+def _build_ctx():
+    """Where modules are constructed: the meta device in --fast mode (only shapes are needed), else the CPU."""
+    import contextlib
+
+    return torch.device("meta") if FAST_DEVICE else contextlib.nullcontext()
+
+
+def fill_fast(state: dict, seed: int, name: str, dtype: torch.dtype = torch.float32) -> dict:
+    """--fast: same rules as `fill`, values from torch.randn on FAST_DEVICE (state may hold meta tensors)."""
+    dev = torch.device(FAST_DEVICE)
+    gen = torch.Generator(device=dev)
+    gen.manual_seed((seed * 0x9E3779B1 + zlib.crc32(name.encode())) % (2 ** 63))
+    out = {}
+    for key in sorted(state):
+        t = state[key]
+        if not torch.is_floating_point(t):
+            if t.is_meta:
+                raise RuntimeError(f"{name}: integer tensor {key} has no value on the meta device")
+            out[key] = t.detach().clone().cpu()
+            continue
+        shape = tuple(t.shape)
+        z = torch.randn(shape, generator=gen, device=dev, dtype=torch.float32)
+        if len(shape) >= 2:
+            z.mul_(1.0 / float(np.sqrt(np.prod(shape[1:]))))
+        elif key.endswith("bias"):
+            z.mul_(0.02)
+        else:
+            z.mul_(0.05).add_(1.0)
+        out[key] = z.to(dtype).cpu()
+    return {k: out[k] for k in state}
+
+
 def fill(state: dict, seed: int, name: str, dtype: torch.dtype = torch.float32) -> dict:
     """Deterministic values for every floating tensor of `state` (sorted key order), as CPU tensors of `dtype`."""
+    if FAST_DEVICE:
+        return fill_fast(state, seed, name, dtype)
     rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
     out = {}
     for key in sorted(state):
@@ -101,13 +150,14 @@ def _torch_save(state: dict, path: str) -> None:
 def make_unet(config: dict, seed: int) -> dict:
     from sonic_core.sonic.unet import build_unet
 
-    return fill(build_unet(config).state_dict(), seed, "Sonic/unet.pth")
+    return fill(build_unet(config, device="meta" if FAST_DEVICE else "cpu").state_dict(), seed, "Sonic/unet.pth")
 
 
 def make_vae(config: dict, seed: int) -> dict:
     from diffusers import AutoencoderKLTemporalDecoder
 
-    vae = AutoencoderKLTemporalDecoder(**{k: v for k, v in config.items() if not k.startswith("_")})
+    with _build_ctx():
+        vae = AutoencoderKLTemporalDecoder(**{k: v for k, v in config.items() if not k.startswith("_")})
     state = fill(vae.state_dict(), seed, "vae", torch.float16)
     # SGM's AutoencodingEngine (svd_xt.safetensors) has no quant_conv; the diffusers conversion holds the identity.
     c = state["quant_conv.weight"].shape[0]
@@ -119,14 +169,16 @@ def make_vae(config: dict, seed: int) -> dict:
 def make_clip(config: dict, seed: int) -> dict:
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    model = CLIPVisionModelWithProjection(CLIPVisionConfig(**config))
+    with _build_ctx():
+        model = CLIPVisionModelWithProjection(CLIPVisionConfig(**config))
     return fill(model.state_dict(), seed, "image_encoder", torch.float16)
 
 
 def make_whisper(config: dict, seed: int) -> dict:
     from transformers import WhisperConfig, WhisperModel
 
-    model = WhisperModel(WhisperConfig(**config))
+    with _build_ctx():
+        model = WhisperModel(WhisperConfig(**config))
     state = fill(model.state_dict(), seed, "whisper-tiny")
     return {"model." + k: v for k, v in state.items()}
 
@@ -134,19 +186,25 @@ def make_whisper(config: dict, seed: int) -> dict:
 def make_audio2token(seed: int) -> dict:
     from sonic_core.sonic.adapters import build_audio2token
 
-    return fill(build_audio2token().state_dict(), seed, "Sonic/audio2token.pth")
+    with _build_ctx():
+        m = build_audio2token()
+    return fill(m.state_dict(), seed, "Sonic/audio2token.pth")
 
 
 def make_audio2bucket(seed: int) -> dict:
     from sonic_core.sonic.adapters import build_audio2bucket
 
-    return fill(build_audio2bucket().state_dict(), seed, "Sonic/audio2bucket.pth")
+    with _build_ctx():
+        m = build_audio2bucket()
+    return fill(m.state_dict(), seed, "Sonic/audio2bucket.pth")
 
 
 def make_rife(seed: int) -> dict:
     from sonic_core.sonic.rife import IFNet
 
-    state = fill(IFNet().state_dict(), seed, "RIFE/flownet.pkl")
+    with _build_ctx():
+        net = IFNet()
+    state = fill(net.state_dict(), seed, "RIFE/flownet.pkl")
     return {"module." + k: v for k, v in state.items()}
 
 
@@ -249,15 +307,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config-dir", default=DEFAULT_CONFIG_DIR)
     ap.add_argument("--layout", choices=("official", "comfyui", "both"), default="official",
                     help="official: OUT_DIR is a checkpoints/ folder; comfyui: OUT_DIR/comfyui/models/...; both")
+    ap.add_argument("--fast", action="store_true",
+                    help="torch RNG on --device and meta-device construction (full-size folders in seconds)")
+    ap.add_argument("--device", default=None, help="with --fast: where values are drawn (default cuda if available)")
     args = ap.parse_args(argv)
     t0 = time.time()
+    global FAST_DEVICE
+    FAST_DEVICE = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")) if args.fast else None
     torch.manual_seed(args.seed)  # only module construction draws from torch; every saved value comes from numpy
     models = build_all(args.config_dir, args.seed)
     if args.layout in ("official", "both"):
         write_official(models, args.out_dir, args.config_dir)
     if args.layout in ("comfyui", "both"):
         write_comfyui(models, os.path.join(args.out_dir, "comfyui"), args.config_dir)
-    print(f"wrote {args.layout} layout to {args.out_dir} (seed {args.seed}) in {time.time() - t0:.1f} s")
+    mode = f", fast on {FAST_DEVICE}" if FAST_DEVICE else ""
+    print(f"wrote {args.layout} layout to {args.out_dir} (seed {args.seed}{mode}) in {time.time() - t0:.1f} s", flush=True)
     return 0
 
 
