@@ -151,6 +151,8 @@ def sample_latents(models, image: ImageInputs, samples_16k: np.ndarray, p: Sonic
     """Denoised latents (N, 4, H/8, W/8), float32 on the CPU. trace(name, tensor), if given, receives the
     intermediates under the golden data's names (tests/data/sonic_golden), for parity tests."""
     dev, dt = models.device, models.dtype
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes in every window: let cuDNN pick its fastest convs
     seed_everything(p.seed)
     feats = audio_features(samples_16k, models.feature_extractor, models.whisper)
     n = feats.n_frames
