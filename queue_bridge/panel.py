@@ -1,0 +1,62 @@
+"""The bridge at a glance, for ComfyUI's SonicFlow panel (nodes/routes.py): queue depth, workers, dead letters.
+
+Read with passive declares on a short-lived connection; when RabbitMQ cannot be reached the answer says so
+(`"broker": "down"` and why) instead of failing, so the panel keeps working while the broker is away.
+"""
+from __future__ import annotations
+
+import time
+
+from .config import Settings
+
+_cache: dict = {}
+
+
+def bridge_state(settings: Settings | None = None, max_age_s: float = 2.0) -> dict:
+    s = settings or Settings()
+    key = (s.amqp_url, s.prefix)
+    hit = _cache.get(key)
+    if hit and time.monotonic() - hit[0] < max_age_s:
+        return hit[1]
+    t = s.topology()
+    out = {"broker": "up", "prefix": s.prefix, "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    try:
+        import logging
+
+        import pika
+
+        logging.getLogger("pika").setLevel(logging.WARNING)  # ComfyUI logs at DEBUG: one read would log 40 lines
+        params = s.connection_parameters(heartbeat=0)
+        params.socket_timeout = 2
+        params.stack_timeout = 4
+        params.blocked_connection_timeout = 2
+        conn = pika.BlockingConnection(params)
+    except Exception as e:  # noqa: BLE001 - refused, timed out, bad credentials: the broker is down for us
+        out.update(broker="down", error=f"{type(e).__name__}: {e}"[:300] or type(e).__name__)
+        _cache[key] = (time.monotonic(), out)
+        return out
+    try:
+        queues = {"jobs": t.jobs_queue, "dead_letters": t.dlq, "results": t.results_queue}
+        for i in range(len(t.retry_delays_s)):
+            queues[f"retry_{i}"] = t.retry_queue(i)
+        counts = {}
+        for name, q in queues.items():
+            ch = conn.channel()
+            try:
+                ok = ch.queue_declare(q, passive=True).method
+                counts[name] = {"messages": ok.message_count, "consumers": ok.consumer_count}
+                ch.close()
+            except pika.exceptions.ChannelClosedByBroker:
+                counts[name] = None  # not declared yet (no worker ever ran with this prefix)
+        jobs = counts.get("jobs") or {"messages": 0, "consumers": 0}
+        out.update(queue_depth=jobs["messages"], workers=jobs["consumers"],
+                   dead_letters=(counts.get("dead_letters") or {"messages": 0})["messages"],
+                   retrying=sum(c["messages"] for n, c in counts.items() if n.startswith("retry_") and c),
+                   declared=counts.get("jobs") is not None, queues=counts)
+    finally:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001
+            pass
+    _cache[key] = (time.monotonic(), out)
+    return out
