@@ -125,6 +125,9 @@ def main():
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
+    # diffusers 0.29 imports peft when it is installed; a current peft needs a newer huggingface_hub than the one
+    # diffusers 0.29 needs. The official code uses no peft: hide it (find_spec then reports it absent).
+    sys.modules["peft"] = None
     res: dict = {"ok": False, "args": vars(args)}
 
     def save():
