@@ -5,31 +5,12 @@ import os
 
 import pytest
 
+from sonic_core.sonic.configs import SVD_XT_UNET as SVD_XT_UNET_CONFIG  # what production builds
+
 from .conftest import SPECS
 
 KEYS = os.path.join(SPECS, "sonic_unet_state_dict_keys.tsv")
 IP_KEYS = os.path.join(SPECS, "sonic_unet_ip_adapter_keys.tsv")
-
-# SVD-XT's unet/config.json (sonic-reference.md 1.7), written out here so the test does not trust configs.py.
-SVD_XT_UNET_CONFIG = {
-    "_class_name": "UNetSpatioTemporalConditionModel",
-    "addition_time_embed_dim": 256,
-    "block_out_channels": [320, 640, 1280, 1280],
-    "cross_attention_dim": 1024,
-    "down_block_types": ["CrossAttnDownBlockSpatioTemporal", "CrossAttnDownBlockSpatioTemporal",
-                         "CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"],
-    "in_channels": 8,
-    "layers_per_block": 2,
-    "num_attention_heads": [5, 10, 20, 20],
-    "num_frames": 25,
-    "out_channels": 4,
-    "projection_class_embeddings_input_dim": 768,
-    "sample_size": 96,
-    "transformer_layers_per_block": 1,
-    "up_block_types": ["UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal",
-                       "CrossAttnUpBlockSpatioTemporal"],
-}
-
 
 def _tsv(path):
     rows = []
