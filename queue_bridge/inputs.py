@@ -1,5 +1,7 @@
 """Fetching a job's input files safely: s3:// objects, http(s) URLs on an allow-list (private, loopback and
-link-local addresses refused after DNS resolution, redirects re-checked), or paths under a configured root.
+link-local addresses refused after DNS resolution, and the connection made to the very address that was checked, so
+a second DNS answer cannot point it elsewhere; every redirect checked and pinned again), or paths under a configured
+root.
 Bytes are checked against a size limit and sniffed for a supported format before ComfyUI sees them."""
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import ipaddress
 import os
 import socket
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlparse
+from urllib.parse import unquote, urljoin, urlparse
 
 from .protocol import JobError
 
@@ -51,11 +53,14 @@ class InputPolicy:
     s3_endpoint: str = ""
 
 
-def _check_addresses(host: str, port: int, policy: InputPolicy) -> None:
+def _check_addresses(host: str, port: int, policy: InputPolicy) -> list[str]:
+    """Resolve `host` once and refuse it if any answer is private/loopback/link-local/...; return the addresses.
+    Callers must connect to these very addresses: a second lookup could get another answer (DNS rebinding)."""
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except socket.gaierror as e:
         raise JobError("input_unavailable", f"cannot resolve {host}: {e}") from None
+    addresses = []
     for info in infos:
         ip = ipaddress.ip_address(info[4][0].split("%")[0])
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
@@ -64,42 +69,79 @@ def _check_addresses(host: str, port: int, policy: InputPolicy) -> None:
                or ip.is_unspecified)
         if bad and not policy.allow_private_networks:
             raise JobError("private_address", f"{host} resolves to {ip}, a private/loopback/link-local address")
+        if str(ip) not in addresses:
+            addresses.append(str(ip))
+    return addresses
+
+
+def _get_pinned(url: str, addresses: list[str]):
+    """GET `url` on one of the checked `addresses` (never a fresh DNS lookup), with the URL's own Host header, TLS
+    SNI and certificate name. No redirects followed, no environment proxies (a proxy would resolve the name again)."""
+    import certifi
+    import urllib3
+
+    p = urlparse(url)
+    port = p.port or (443 if p.scheme == "https" else 80)
+    headers = {"Host": p.netloc.rsplit("@", 1)[-1], "User-Agent": "sonicflow-bridge", "Accept-Encoding": "identity"}
+    if p.username:  # what requests did with user:pass@ in a URL
+        headers.update(urllib3.make_headers(basic_auth=f"{unquote(p.username)}:{unquote(p.password or '')}"))
+    target = (p.path or "/") + (f"?{p.query}" if p.query else "")
+    timeout = urllib3.Timeout(connect=5, read=30)
+    for i, ip in enumerate(addresses):
+        if p.scheme == "https":  # certificate checked against the name, on a connection to the checked address
+            pool = urllib3.HTTPSConnectionPool(ip, port, timeout=timeout, retries=False, server_hostname=p.hostname,
+                                               assert_hostname=p.hostname, cert_reqs="CERT_REQUIRED",
+                                               ca_certs=os.environ.get("REQUESTS_CA_BUNDLE") or certifi.where())
+        else:
+            pool = urllib3.HTTPConnectionPool(ip, port, timeout=timeout, retries=False)
+        try:
+            return pool.urlopen("GET", target, headers=headers, redirect=False, preload_content=False,
+                                assert_same_host=False)
+        except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError):
+            if i == len(addresses) - 1:  # like a resolver-driven connect: try the next checked address
+                raise
 
 
 def _fetch_http(url: str, policy: InputPolicy, hops: int = 3) -> bytes:
-    import requests
+    import urllib3
 
     for _ in range(hops + 1):
         p = urlparse(url)
         host = (p.hostname or "").lower()
         if not any(fnmatch.fnmatch(host, pat.lower()) for pat in policy.http_allow):
             raise JobError("host_not_allowed", f"{host or url} is not on the worker's http allow-list")
-        _check_addresses(host, p.port or (443 if p.scheme == "https" else 80), policy)
+        addresses = _check_addresses(host, p.port or (443 if p.scheme == "https" else 80), policy)
         try:
-            r = requests.get(url, stream=True, timeout=(5, 30), allow_redirects=False)
-        except requests.RequestException as e:
-            raise JobError("input_unavailable", f"GET {url}: {e}") from None
-        with r:
-            if r.is_redirect:
-                url = urljoin(url, r.headers.get("location", ""))
+            r = _get_pinned(url, addresses)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise JobError("input_unavailable", f"GET {url}: {type(e).__name__}: {e}"[:400]) from None
+        try:
+            location = r.get_redirect_location()
+            if location:  # each hop is checked (allow-list, addresses) and pinned again
+                url = urljoin(url, location)
                 if urlparse(url).scheme not in ("http", "https"):
                     raise JobError("scheme_not_allowed", f"redirect to {url}")
                 continue
-            if r.status_code == 404 or r.status_code == 410:
-                raise JobError("input_not_found", f"GET {url}: {r.status_code}")
-            if r.status_code >= 500 or r.status_code == 429:
-                raise JobError("input_unavailable", f"GET {url}: {r.status_code}")
-            if r.status_code != 200:
-                raise JobError("input_not_found", f"GET {url}: {r.status_code}")
+            if r.status == 404 or r.status == 410:
+                raise JobError("input_not_found", f"GET {url}: {r.status}")
+            if r.status >= 500 or r.status == 429:
+                raise JobError("input_unavailable", f"GET {url}: {r.status}")
+            if r.status != 200:
+                raise JobError("input_not_found", f"GET {url}: {r.status}")
             declared = int(r.headers.get("content-length") or 0)
             if declared > policy.max_bytes:
                 raise JobError("input_too_large", f"{url}: {declared} bytes > limit {policy.max_bytes}")
             buf = bytearray()
-            for chunk in r.iter_content(1 << 16):
-                buf += chunk
-                if len(buf) > policy.max_bytes:
-                    raise JobError("input_too_large", f"{url}: more than {policy.max_bytes} bytes")
+            try:
+                for chunk in r.stream(1 << 16):
+                    buf += chunk
+                    if len(buf) > policy.max_bytes:
+                        raise JobError("input_too_large", f"{url}: more than {policy.max_bytes} bytes")
+            except (urllib3.exceptions.HTTPError, OSError) as e:
+                raise JobError("input_unavailable", f"GET {url}: {type(e).__name__}: {e}"[:400]) from None
             return bytes(buf)
+        finally:
+            r.close()
     raise JobError("input_not_found", f"{url}: too many redirects")
 
 
