@@ -16,6 +16,7 @@ bench: env
 	$(PY) bench/lite_fps.py
 	$(PY) bench/encode_memory.py
 	$(PY) bench/queue.py
+	$(PY) bench/api.py
 
 clean:
 	rm -rf out bench/results .pytest_cache

@@ -13,6 +13,14 @@ command -v "$PY" >/dev/null || PY=python3
 VENV=$ROOT/.venv
 COMFY=$ROOT/.comfyui
 
+# Debian's Chromium for the browser tests (Playwright drives /usr/bin/chromium; it never downloads a browser).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "[bootstrap] installing chromium (apt)"
+  if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo); fi
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[bootstrap] creating $VENV"
   "$PY" -m venv "$VENV"
