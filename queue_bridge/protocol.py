@@ -45,13 +45,15 @@ RETRYABLE = {
     "timeout": "the job ran longer than its timeout; ComfyUI was interrupted",
     "internal_error": "an unexpected error in the worker",
 }
-# Set by the broker itself (x-death reason), shown by `sonicflow dlq list`.
-BROKER_REASONS = {"delivery_limit": "delivered more times than the jobs queue's x-delivery-limit (poison job)"}
+# Set by the broker itself (x-death reason), shown by `sonicflow dlq list` and sent as the failure result's code.
+BROKER_REASONS = {"delivery_limit": "delivered more times than the jobs queue's x-delivery-limit (poison job)",
+                  "rejected": "rejected without requeue", "expired": "its message TTL ran out",
+                  "maxlen": "the jobs queue was over its length limit"}
 
 
 class JobError(Exception):
     def __init__(self, code: str, message: str, retryable: bool | None = None):
-        assert code in PERMANENT or code in RETRYABLE, code
+        assert code in PERMANENT or code in RETRYABLE or code in BROKER_REASONS, code
         self.code, self.message = code, message
         self.retryable = code in RETRYABLE if retryable is None else retryable
         super().__init__(f"{code}: {message}")

@@ -4,6 +4,7 @@ Layout under the store root (s3://bucket/prefix/ or file:///folder/):
     outputs/<sha256[:2]>/<sha256><ext>   result files, content-addressed (writing twice is harmless)
     cache/<key>.json                     result cache: key = sha256(input bytes, parameters, template, engine version)
     ledger/<job_id>.json                 the committed result of each job id (created once: the exactly-once effect)
+    deadletters/<job_id>.json            the failure result of a job the broker dead-lettered itself (created once)
 
 S3 credentials and endpoint come from SONICFLOW_S3_* or ~/.config/sonicflow/s3.json (sonic_core.publish.s3).
 """

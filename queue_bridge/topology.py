@@ -2,6 +2,8 @@
 
     <p>.jobs      exchange (direct)  -> queue <p>.jobs (quorum, x-delivery-limit, at-least-once dead-lettering)
     <p>.dlx       exchange (direct)  -> queue <p>.dlq  (quorum): malformed, exhausted and poison jobs
+                                     -> queue <p>.dlq.notify (quorum): a copy of each, for the workers to send a
+                                        failure result for those the broker dead-lettered by itself
     <p>.retry     exchange (direct)  -> queues <p>.retry.<i> (quorum, x-message-ttl = delay i) that dead-letter
                                         back into <p>.jobs: retry with a growing delay
     <p>.results   exchange (topic)   -> queue <p>.results (quorum, bound result.#); routing key result.<job_id>
@@ -34,6 +36,8 @@ class Topology:
     @property
     def dlq(self): return f"{self.prefix}.dlq"
     @property
+    def dlq_notify(self): return f"{self.prefix}.dlq.notify"
+    @property
     def retry_exchange(self): return f"{self.prefix}.retry"
     @property
     def results_exchange(self): return f"{self.prefix}.results"
@@ -50,7 +54,7 @@ class Topology:
         return min(max(attempt, 1), len(self.retry_delays_s)) - 1
 
     def queue_names(self) -> list[str]:
-        return [self.jobs_queue, self.dlq, self.results_queue] + [self.retry_queue(i)
+        return [self.jobs_queue, self.dlq, self.dlq_notify, self.results_queue] + [self.retry_queue(i)
                                                                   for i in range(len(self.retry_delays_s))]
 
     def exchange_names(self) -> list[str]:
@@ -79,6 +83,11 @@ class Topology:
             channel.exchange_declare(self.events_exchange, "topic", durable=True)
             channel.queue_declare(self.dlq, durable=True, arguments=self._quorum())
             channel.queue_bind(self.dlq, self.dlx, DEAD_KEY)
+            # The broker dead-letters poison jobs (x-delivery-limit) without any worker seeing it. The DLQ must keep
+            # them for `dlq list|replay`, so a consumer cannot take them from there: a second queue on the same
+            # key gets a copy that the workers consume to publish the job's failure result.
+            channel.queue_declare(self.dlq_notify, durable=True, arguments=self._quorum())
+            channel.queue_bind(self.dlq_notify, self.dlx, DEAD_KEY)
             channel.queue_declare(self.jobs_queue, durable=True, arguments=self.jobs_queue_args())
             channel.queue_bind(self.jobs_queue, self.jobs_exchange, JOB_KEY)
             for i, delay in enumerate(self.retry_delays_s):

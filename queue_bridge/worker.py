@@ -28,7 +28,7 @@ from .comfy_client import ComfyClient, PromptFailed, PromptRejected
 from .config import Settings
 from .inputs import InputPolicy, fetch_input
 from .ops import Metrics, log
-from .protocol import JobError, failure_result, job_id_hint, parse_job, success_result
+from .protocol import BROKER_REASONS, JobError, failure_result, job_id_hint, parse_job, success_result
 from .store import open_store
 from .template import (FILE_KINDS, TemplateLibrary, check_interface, check_values, fill, resolved_parameters,
                        results_of)
@@ -194,6 +194,48 @@ class JobRunner:
             label = "duplicate"
             log("duplicate", job_id=job.job_id, attempt=attempt)
         return Outcome("ack", body, attempt=attempt, job_id=job.job_id, label=label, timings=result["timings"])
+
+    def dead_letter_result(self, body: bytes, headers: dict, jobs_queue: str) -> Outcome | None:
+        """The one result of a job the broker dead-lettered by itself, or None if the broker did not (the worker
+        that dead-lettered a job already sent its result) or the body has no job id (nobody to answer).
+
+        The broker does it to a poison job: ComfyUI or the worker went away on every delivery, so no worker lived
+        to answer. Several workers may see copies (a redelivery after a crash before the ack, or the same job id
+        submitted twice): the create-only write of deadletters/<job_id>.json picks the bytes they all send. It is
+        not the ledger, so `dlq replay` still runs the job again."""
+        def text(v):
+            return v.decode() if isinstance(v, bytes) else v
+
+        death = (headers.get("x-death") or [{}])[0]  # the latest dead-lettering comes first
+        job_id = job_id_hint(body)
+        if text(death.get("queue")) != jobs_queue or job_id is None:
+            return None
+        try:
+            job = parse_job(body)
+            store = self.store_for(job)
+        except JobError:  # a malformed job that killed the worker: answer it, keyed by a hash of its id
+            job, store = None, self.default_store
+        attempt = int(headers.get(ATTEMPT_HEADER, 1))
+        done = store.get(f"ledger/{job.job_id}.json") if job else None
+        if done is not None:  # it had succeeded, and lost its ack on every delivery: that is its one result
+            return Outcome("ack", done, attempt=attempt, job_id=job_id, label="duplicate")
+        reason = text(death.get("reason"))
+        reason = reason if reason in BROKER_REASONS else "rejected"
+        limit = self.s.delivery_limit
+        message = (f"delivered {limit + 1} times (x-delivery-limit {limit}) and ComfyUI or the worker went away "
+                   "each time: a poison job, dead-lettered by the broker" if reason == "delivery_limit"
+                   else f"dead-lettered by the broker: {BROKER_REASONS[reason]}")
+        result = failure_result(job_id, job.template if job else None, JobError(reason, message), attempt,
+                                self.s.worker_id, metadata=job.metadata if job else None)
+        if reason == "delivery_limit":
+            result["deliveries"] = limit + 1
+        key = f"deadletters/{job.job_id if job else 'sha256-' + hashlib.sha256(job_id.encode()).hexdigest()}.json"
+        out = json.dumps(result, sort_keys=True).encode()
+        if store.put_if_absent(key, out):
+            log("committed", job_id=job_id, attempt=attempt, code=reason)
+            return Outcome("ack", out, attempt=attempt, job_id=job_id, label="dead_lettered")
+        log("duplicate", job_id=job_id, attempt=attempt, code=reason)
+        return Outcome("ack", store.get(key) or out, attempt=attempt, job_id=job_id, label="duplicate")
 
     def _run_in_comfy(self, job, t, fetched, info, attempt, delivery, timings, store):
         s = time.monotonic()
@@ -428,6 +470,31 @@ class Consumer(threading.Thread):
             if ch.is_open:
                 ch.basic_reject(tag, requeue=True)
 
+    def _on_dead_letter(self, ch, method, props, body):
+        """A copy of a dead letter (<p>.dlq.notify; the original stays in <p>.dlq). For one the broker made, publish
+        the job's failure result (confirmed) before the ack: a crash in between only sends the same result again.
+        Runs on the connection's thread: a store lookup and write are short."""
+        import pika
+
+        try:
+            outcome = self.runner.dead_letter_result(body, props.headers or {}, self.topology.jobs_queue)
+            if outcome is not None:
+                ch.basic_publish(self.topology.results_exchange, f"result.{outcome.job_id}", outcome.result,
+                                 pika.BasicProperties(delivery_mode=2, content_type="application/json"),
+                                 mandatory=True)
+                self.metrics.jobs.labels(outcome.label).inc()
+            ch.basic_ack(method.delivery_tag)
+        except Exception as e:  # noqa: BLE001 - store or publish failed: give the copy back later, not in a tight loop
+            log("dead_letter_result_failed", logging.WARNING, exc_info=True, error=f"{type(e).__name__}: {e}")
+
+            def retry():
+                if ch.is_open:
+                    ch.basic_nack(method.delivery_tag, requeue=True)
+            try:
+                self.connection.call_later(5, retry)
+            except Exception:  # noqa: BLE001 - the connection is gone: the broker returns the copy by itself
+                pass
+
     def _on_message(self, ch, method, props, body):
         self.job_thread = threading.Thread(target=self._work, args=(self.connection, ch, method, props, body),
                                            name=f"{self.name}-job", daemon=True)
@@ -491,6 +558,9 @@ class Consumer(threading.Thread):
                 backoff = 0.5
                 self.comfy_down.clear()
                 self._consume()
+                # Kept while ComfyUI is down (only the jobs consumer is cancelled then): a poison job's last crash
+                # leaves ComfyUI down exactly when its dead letter needs answering.
+                self.channel.basic_consume(self.topology.dlq_notify, self._on_dead_letter)
                 next_depth = 0.0
                 while not self.stop_event.is_set():
                     self.connection.process_data_events(time_limit=0.2)

@@ -1,6 +1,7 @@
 """A Jepsen-style history of every job the bridge tests submit (after rabbitmq/jepsen's queue checker):
 attempts (ok = confirmed by the broker, fail = refused, unknown = no answer), completions (result messages, duplicates
-included), dead letters, and committed effects (the ledger writes the workers logged)."""
+included), dead letters, and committed effects (the ledger writes the workers logged). A confirmed job without a result
+message is lost, even if it sits in the dead-letter queue: the submitter would wait for it forever."""
 from __future__ import annotations
 
 import json
@@ -48,16 +49,18 @@ class History:
             succeeded = {k for k, rs in self.results.items() if mine(k) and any(r["status"] == "succeeded" for r in rs)}
             failed = {k for k, rs in self.results.items() if mine(k) and any(r["status"] == "failed" for r in rs)}
             dead = {k for k in self.dead_letters if mine(k)}
-            completed = succeeded | failed | dead
+            answered = succeeded | failed  # every job must get a result message, dead-lettered ones included
+            completed = answered | dead
             # A job may have several result messages (at-least-once delivery), but they must be the same result.
             inconsistent = {k for k, rs in self.results.items() if mine(k) and
                             len({json.dumps(r, sort_keys=True) for r in rs if r["status"] == "succeeded"}) > 1}
             duplicated_effects = {k for k, n in self.effect_counts.items() if mine(k) and n > 1}
             both = (succeeded & (failed | dead)) - self.replayed
             wrong = {k for k, (status, expect) in self.attempts.items() if mine(k) and status == "ok" and
-                     ((expect == "succeeded" and k not in succeeded) or (expect == "dead" and k not in dead))}
-            return {"attempted": len(attempted), "confirmed": len(confirmed), "completed": len(completed & attempted),
-                    "lost": sorted(confirmed - completed), "unexpected": sorted(completed - attempted),
+                     ((expect == "succeeded" and k not in succeeded) or
+                      (expect == "dead" and not (k in dead and k in failed)))}
+            return {"attempted": len(attempted), "confirmed": len(confirmed), "completed": len(answered & attempted),
+                    "lost": sorted(confirmed - answered), "unexpected": sorted(completed - attempted),
                     "duplicated_effects": sorted(duplicated_effects), "inconsistent_results": sorted(inconsistent),
                     "succeeded_and_failed": sorted(both), "wrong_outcome": sorted(wrong)}
 

@@ -192,7 +192,7 @@ def test_t5_timeout_interrupts_comfyui_retries_then_dead_letters(bridge, bridge_
 @pytest.mark.slow
 def test_t6_poison_job_dead_lettered_by_the_delivery_limit(bridge, bridge_comfy):
     """A job that kills ComfyUI every time reaches the DLQ after delivery-limit + 1 deliveries (x-death reason
-    delivery_limit); the other jobs complete."""
+    delivery_limit) and its submitter gets one failure result saying so; the other jobs complete."""
     bridge_comfy.watchdog(True)
     try:
         worker = bridge.worker(delivery_limit=2)
@@ -209,10 +209,67 @@ def test_t6_poison_job_dead_lettered_by_the_delivery_limit(bridge, bridge_comfy)
         results = bridge.wait_results([g["job_id"] for g in good], 300)
         assert all(r["status"] == "succeeded" for r in results.values())
         assert len(_events(worker, "requeue")) == 3  # delivered 3 times = limit 2 + 1, each crashed ComfyUI
+        # The broker dead-lettered it, not the worker: the worker's dead-letter copy answers it, once.
+        failed = bridge.wait_results(["t6-poison"], 60)["t6-poison"]
+        assert failed["status"] == "failed" and failed["error"]["code"] == "delivery_limit", failed
+        assert failed["attempt"] == 1 and failed["deliveries"] == 3 and "poison" in failed["error"]["message"]
+        wait_until(lambda: bridge.queue_counts(bridge.client.topology.dlq_notify) == (0, 0), 30, "copies answered")
+        assert [r["job_id"] for r in bridge.drain_results()].count("t6-poison") == 1
+        assert bridge.effects()["t6-poison"] == 1
         assert worker.alive()
     finally:
         bridge_comfy.watchdog(False)
         wait_until(lambda: ComfyClient(bridge_comfy.url).ready(), 120, "ComfyUI back")
+    _clean(bridge)
+
+
+def _dead_letter_by_the_broker(bridge, job):
+    """What the broker does to a poison job, without ComfyUI: deliver it and give it back (as a crash does) until
+    x-delivery-limit (2) is exceeded; RabbitMQ then dead-letters it itself (x-death reason delivery_limit)."""
+    bridge.submit(job, expect="dead")
+    ch, queue = bridge.client.channel, bridge.client.topology.jobs_queue
+    for _ in range(3):
+        method = wait_until(lambda: ch.basic_get(queue)[0], 30, f"{job['job_id']} delivered")
+        ch.basic_reject(method.delivery_tag, requeue=True)
+    wait_until(lambda: bridge.queue_counts(queue) == (0, 0), 30, f"{job['job_id']} dead-lettered")
+
+
+def test_t6_broker_dead_letters_get_one_result_across_workers_and_crashes(bridge):
+    """Every job the broker dead-letters gets exactly one failure result, whichever of two workers sees it: a job
+    dead-lettered twice (submitted twice) gets the same result twice; one whose result a crashed worker had already
+    committed (deadletters/<id>.json written, result not published, copy not acked) gets that very result; a job a
+    worker dead-lettered itself gets no second result. The DLQ still lists them all for `dlq list|replay`."""
+    once = make_job("dl-once", "sleep", {}, {"seconds": 0.1, "tag": "once"}, metadata={"customer": 7})
+    twice = make_job("dl-twice", "sleep", {}, {"seconds": 0.1, "tag": "twice"})
+    crashed = make_job("dl-crashed", "sleep", {}, {"seconds": 0.1, "tag": "crashed"})
+    for job in (once, twice, twice, crashed):
+        _dead_letter_by_the_broker(bridge, job)
+    left = {"version": 1, "job_id": "dl-crashed", "status": "failed", "template": "sleep", "attempt": 1,
+            "error": {"code": "delivery_limit", "message": "committed by a worker that then died", "retryable": False},
+            "worker": "crashed-worker", "timings": {}, "metadata": {}, "finished_at": "2026-01-01T00:00:00Z"}
+    (bridge.store / "deadletters").mkdir(parents=True)
+    (bridge.store / "deadletters" / "dl-crashed.json").write_text(json.dumps(left, sort_keys=True))
+    bridge.submit(make_job("dl-worker-made", "no_such_template", {}), expect="dead")
+
+    workers = [bridge.worker(), bridge.worker()]
+    ids = ["dl-once", "dl-twice", "dl-crashed", "dl-worker-made"]
+    bridge.wait_results(ids, 120)
+    topology = bridge.client.topology
+    wait_until(lambda: bridge.queue_counts(topology.dlq_notify) == (0, 0) and
+               bridge.queue_counts(topology.jobs_queue) == (0, 0), 60, "every dead-letter copy answered")
+    results = {i: [r for r in bridge.drain_results() if r["job_id"] == i] for i in ids}
+    [r] = results["dl-once"]
+    assert r["status"] == "failed" and r["error"]["code"] == "delivery_limit" and not r["error"]["retryable"]
+    assert r["attempt"] == 1 and r["deliveries"] == 3 and r["template"] == "sleep" and r["metadata"] == {"customer": 7}
+    a, b = results["dl-twice"]
+    assert a == b and a["error"]["code"] == "delivery_limit"
+    assert results["dl-crashed"] == [left]
+    assert [r["error"]["code"] for r in results["dl-worker-made"]] == ["unknown_template"]
+    assert {k: v for k, v in bridge.effects().items() if k.startswith("dl-")} == {"dl-once": 1, "dl-twice": 1}
+    assert sorted((d["job_id"], d["code"]) for d in bridge.dead()) == [
+        ("dl-crashed", "delivery_limit"), ("dl-once", "delivery_limit"), ("dl-twice", "delivery_limit"),
+        ("dl-twice", "delivery_limit"), ("dl-worker-made", "unknown_template")]
+    assert all(w.alive() for w in workers)
     _clean(bridge)
 
 
