@@ -1,7 +1,11 @@
 """A private, headless ComfyUI for the demo and the tests: started on a free loopback port with this repo
 linked into its custom_nodes/, waited on until it answers, and stopped cleanly.
 
-    python -m devtools.comfyui --base out/comfy     # start, print the URL, stop on Ctrl-C
+    python -m devtools.comfyui [--base DIR]     # start, print the URL, stop on Ctrl-C
+
+Base folders live outside the repository (see `scratch_base`): the pack is linked into each base's custom_nodes,
+and a link back to the repository inside the repository makes tools that walk the tree (pip's editable install,
+setuptools' file lists) loop forever.
 """
 from __future__ import annotations
 
@@ -11,12 +15,18 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMFY_DIR = os.environ.get("SONICFLOW_COMFYUI_DIR", os.path.join(ROOT, ".comfyui"))
 PYTHON = os.environ.get("SONICFLOW_COMFYUI_PYTHON", os.path.join(ROOT, ".venv", "bin", "python"))
 PACK_NAME = "SonicFlow"
+
+
+def scratch_base(name: str) -> str:
+    """A ComfyUI base folder for `name` in the system's temp folder, the same on every run (so logs are findable)."""
+    return os.path.join(tempfile.gettempdir(), f"sonicflow-{name}")
 
 
 def free_port() -> int:
@@ -97,7 +107,7 @@ class ComfyServer:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--base", default=os.path.join(ROOT, "out", "comfy"))
+    ap.add_argument("--base", default=scratch_base("comfy"))
     ap.add_argument("--port", type=int)
     args = ap.parse_args()
     with ComfyServer(args.base, args.port) as server:

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from devtools.comfyui import ROOT, ComfyServer
+from devtools.comfyui import ROOT, ComfyServer, scratch_base
 from queue_bridge.comfy_client import ComfyClient
 
 TEMPLATE = os.path.join(ROOT, "workflows", "talking_head_api.json")
@@ -53,7 +53,7 @@ def main() -> int:
     out_dir = os.path.join(ROOT, "out")
     os.makedirs(out_dir, exist_ok=True)
     t0 = time.monotonic()
-    with ComfyServer(os.path.join(out_dir, "comfy-demo")) as server:
+    with ComfyServer(scratch_base("comfy-demo")) as server:
         print(f"[demo] ComfyUI ready at {server.url} in {time.monotonic() - t0:.1f} s", flush=True)
         t1 = time.monotonic()
         video, _ = run_talking_head(ComfyClient(server.url))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 
-from devtools.comfyui import ROOT, ComfyServer
+from devtools.comfyui import ROOT, ComfyServer, scratch_base
 from queue_bridge.comfy_client import ComfyClient
 
 API = os.path.join(ROOT, "workflows", "talking_head_api.json")
@@ -67,7 +67,7 @@ def to_ui(api: dict, object_info: dict) -> dict:
 def main() -> None:
     with open(API) as f:
         api = json.load(f)
-    with ComfyServer(os.path.join(ROOT, "out", "comfy-ui-workflow")) as server:
+    with ComfyServer(scratch_base("comfy-ui-workflow")) as server:
         ui = to_ui(api, ComfyClient(server.url).object_info())
     with open(UI, "w") as f:
         json.dump(ui, f, indent=1)
