@@ -92,7 +92,11 @@ def _resolver(allow: list):
         async def resolve(self, host, port=0, family=socket.AF_INET):
             loop = asyncio.get_running_loop()
             if not _allowed(host.lower(), port, allow):
-                await loop.run_in_executor(None, _check_addresses, host, port, InputPolicy())
+                # Connect to exactly the addresses that passed the check: a second lookup could answer otherwise.
+                checked = await loop.run_in_executor(None, _check_addresses, host, port, InputPolicy())
+                return [{"hostname": host, "host": ip, "port": port,
+                         "family": socket.AF_INET6 if ":" in ip else socket.AF_INET, "proto": socket.IPPROTO_TCP,
+                         "flags": socket.AI_NUMERICHOST} for ip in checked]
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, family=family)
             return [{"hostname": host, "host": i[4][0], "port": i[4][1], "family": i[0], "proto": i[2],
                      "flags": socket.AI_NUMERICHOST} for i in infos]
