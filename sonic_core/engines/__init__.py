@@ -21,9 +21,11 @@ def free_models() -> bool:
 def generate(pre: PreData, engine: str = "auto", *, inference_steps: int = 25, dynamic_scale: float = 1.0,
              motion_scale: float = 1.0, seed: int = 0, weight_roots: list[str] | None = None,
              ip_audio_scale: float = 1.0, interpolate: bool = True, dtype: str = "auto", device: str = "auto",
-             paste_back: bool = False, progress=None) -> FrameSequence:
+             paste_back: bool = False, memory_mode: str = "auto", vram_budget_gb: float = 0.0,
+             compile: bool | str = False, progress=None) -> FrameSequence:
     """Return the frame sequence; its `.engine` says which engine made it and `.info['note']` why.
-    `ip_audio_scale`, `interpolate`, `dtype`, `device` and `paste_back` concern the sonic engine only."""
+    `ip_audio_scale`, `interpolate`, `dtype`, `device`, `paste_back`, `memory_mode` (auto | gpu | offload),
+    `vram_budget_gb` (0: what is free) and `compile` concern the sonic engine only."""
     if engine not in ENGINES:
         raise InputError("engine", f"unknown engine {engine!r}", f"use one of {', '.join(ENGINES)}")
     params = {"inference_steps": inference_steps, "dynamic_scale": dynamic_scale, "motion_scale": motion_scale,
@@ -40,7 +42,8 @@ def generate(pre: PreData, engine: str = "auto", *, inference_steps: int = 25, d
             from ..sonic.pipeline import SonicParams
             from .sonic import generate_sonic
 
-            sonic_params = SonicParams(ip_audio_scale=ip_audio_scale, interpolate=interpolate, **params)
+            sonic_params = SonicParams(ip_audio_scale=ip_audio_scale, interpolate=interpolate, memory_mode=memory_mode,
+                                       vram_budget_gb=vram_budget_gb, compile=compile, **params)
             try:
                 frames = generate_sonic(pre, sonic_params, weight_roots, device=device, dtype=dtype,
                                         paste_back=paste_back, progress=progress)

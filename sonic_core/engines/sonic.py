@@ -1,7 +1,8 @@
 """The `sonic` engine: PreData -> the Sonic model (sonic_core.sonic) -> a streamed frame sequence.
 
 Models are loaded once per (weights, device, dtype) and kept until `free_models()` (ComfyUI calls it when it
-needs the memory); the frames are decoded chunk by chunk as the encoder asks for them.
+needs the memory); the frames are decoded chunk by chunk as the encoder asks for them. Unless memory_mode is
+'gpu', models are loaded on the CPU and moved to the GPU by the memory plan (all at once, or per stage).
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def _torch_setup(device: str, dtype: str):
     return dev, {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
 
 
-def load_models(roots: list[str], device: str = "auto", dtype: str = "auto", interpolate: bool = True):
+def load_models(roots: list[str], device: str = "auto", dtype: str = "auto", interpolate: bool = True,
+                memory_mode: str = "auto"):
     from ..sonic.loading import load_sonic
 
     dev, dt = _torch_setup(device, dtype)
@@ -36,15 +38,26 @@ def load_models(roots: list[str], device: str = "auto", dtype: str = "auto", int
     with _lock:
         if key not in _cache:
             _cache.clear()  # one set of Sonic weights at a time: they are several GB
-            _cache[key] = load_sonic(roots, device=dev, dtype=dt, load_rife_model=interpolate)
+            if memory_mode == "gpu" or dev.type == "cpu":
+                _cache[key] = load_sonic(roots, device=dev, dtype=dt, load_rife_model=interpolate)
+            else:  # a small GPU may not hold every model at once: the plan moves them there
+                models = load_sonic(roots, device="cpu", dtype=dt, load_rife_model=interpolate)
+                models.device = dev
+                if models.face_detector is not None:  # small (85 MB): it stays on the device
+                    models.face_detector.model.to(dev)
+                    models.face_detector.device = dev
+                _cache[key] = models
         return _cache[key]
 
 
 def free_models() -> bool:
     """Drop the loaded models (and their GPU memory). True when something was freed."""
+    from ..sonic.pipeline import release_compiled
+
     with _lock:
         had = bool(_cache)
         _cache.clear()
+        release_compiled()
     if had:
         import torch
 
@@ -102,9 +115,10 @@ def _paste_back(image: np.ndarray, crop: tuple[int, int, int, int]):
 
 def generate_sonic(pre: PreData, params, roots: list[str], *, device: str = "auto", dtype: str = "auto",
                    paste_back: bool = False, progress=None) -> SonicFrames:
-    from ..sonic.pipeline import detect_official, expand_square, image_inputs, sample_latents
+    from ..sonic.pipeline import (detect_official, expand_square, generated_frames, image_inputs, resolve_memory,
+                                  sample_latents)
 
-    models = load_models(roots, device, dtype, params.interpolate)
+    models = load_models(roots, device, dtype, params.interpolate, params.memory_mode)
     h, w = pre.image.shape[:2]
     f = pre.face
     box = detect_official(models, pre.image)
@@ -117,11 +131,14 @@ def generate_sonic(pre: PreData, params, roots: list[str], *, device: str = "aut
     if inner is None:
         inner = (box[0] - x0, box[1] - y0, box[2], box[3])
     inputs = image_inputs(cropped, inner, pre.min_resolution)
-    latents = sample_latents(models, inputs, pre.audio.mono_at(16000), params, progress)
+    samples = pre.audio.mono_at(16000)
+    # planned once, so that sampling and decoding follow the same plan
+    params, plan = resolve_memory(models, inputs.size, generated_frames(len(samples)), params)
+    latents = sample_latents(models, inputs, samples, params, progress)
     info = {"engine": "sonic", "params": {k: getattr(params, k) for k in ("inference_steps", "dynamic_scale",
-            "motion_scale", "seed", "ip_audio_scale", "interpolate")}, "dtype": str(models.dtype),
-            "device": str(models.device), "crop": list(crop), "paste_back": paste_back,
-            "face_found": pre.face_found, "note": "sonic engine"}
+            "motion_scale", "seed", "ip_audio_scale", "interpolate", "compile")}, "dtype": str(models.dtype),
+            "device": str(models.device), "crop": list(crop), "paste_back": paste_back, "memory": plan.info(),
+            "face_found": pre.face_found, "note": "sonic engine" + (f" ({plan.note})" if plan.note else "")}
     n = frame_count(pre.duration, 25.0 if params.interpolate else 12.5)
     if paste_back:
         return SonicFrames(models, latents, params, n, (w, h), _paste_back(pre.image, crop), info)

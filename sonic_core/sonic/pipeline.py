@@ -4,21 +4,24 @@
   broadcast per window instead of being materialised for the whole video;
 * the three guidance branches run as one batch (3 x 25 frames) per window, as officially;
 * the temporal audio keys/values are computed once per window, not per spatial position (see unet.py);
-* denoised latents stay on the CPU between steps; decoding, RIFE and the hand-over to the encoder stream in
-  chunks, so a 10-minute video never holds its frames at once (`SonicFrames`).
+* denoised latents and the audio tokens stay on the CPU between windows; decoding, RIFE and the hand-over to the
+  encoder stream in chunks, so a 10-minute video never holds its frames at once (`SonicFrames`);
+* GPU memory follows a plan (memory.py): every model on the GPU, or each stage's models moved there only for that
+  stage (`memory_mode` 'offload'), and a VAE decode chunk that fits; the UNet forward can be torch.compile'd.
 Numerically it follows the official order of operations and random draws, so the same weights, inputs and seed
 give the official frames.
 """
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .audio import audio_conditioning, audio_features
+from . import memory
+from .audio import FRAME_LIMIT, SAMPLES_PER_FRAME, STEP, audio_conditioning, audio_features
 from .unet import unet_forward
 from .yoloface import official_face_index
 
@@ -41,7 +44,41 @@ class SonicParams:
     image_guidance: float = 2.0
     audio_guidance: float = 7.5
     interpolate: bool = True       # RIFE x2 (12.5 -> 25 fps)
-    decode_chunk: int = 8          # frames per VAE decode call
+    decode_chunk: int = 8          # frames per VAE decode call (official 8; the planner may lower it)
+    memory_mode: str = "auto"      # gpu | offload | auto (memory.plan_memory decides)
+    vram_budget_gb: float = 0.0    # GiB SonicFlow may use on the GPU; 0 = what is free
+    compile: bool | str = False    # torch.compile the UNet forward: True / 'default' or 'max-autotune-no-cudagraphs'
+
+
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
+_compiled: dict = {}
+
+
+def unet_runner(compile: bool | str):
+    """The UNet forward to call: `unet_forward`, or its torch.compile'd version (compiled once per mode; each new
+    shape or device compiles again, and every window of a run has the same shapes)."""
+    if not compile:
+        return unet_forward
+    mode = "default" if compile is True else compile
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile must be False, True or one of {', '.join(COMPILE_MODES)}, not {compile!r}")
+    if mode not in _compiled:
+        _compiled[mode] = torch.compile(unet_forward, mode=None if mode == "default" else mode)
+    return _compiled[mode]
+
+
+def release_compiled() -> None:
+    """Drop the compiled forwards (with the models they were traced for)."""
+    _compiled.clear()
+
+
+def resolve_memory(models, size_wh: tuple[int, int], n_frames: int,
+                   p: SonicParams) -> tuple[SonicParams, memory.MemoryPlan]:
+    """The plan for this run, and `p` with its placement and decode chunk made concrete."""
+    budget = memory.device_budget(models.device, p.vram_budget_gb, models)
+    plan = memory.plan_memory(memory.model_bytes(models), size_wh, torch.finfo(models.dtype).bits // 8, budget,
+                              n_frames, p.memory_mode, p.interpolate and models.rife is not None, p.decode_chunk)
+    return replace(p, memory_mode=plan.mode, decode_chunk=plan.decode_chunk), plan
 
 
 def seed_everything(seed: int) -> None:
@@ -140,6 +177,11 @@ def window_indices(n: int, step: int) -> list[list[int]]:
     return [[(start - shift + j) % n for j in range(WINDOW)] for start in range(0, n, WINDOW)]
 
 
+def generated_frames(n_samples: int) -> int:
+    """Frames the sampler makes from this many 16-kHz samples (12.5 fps)."""
+    return min(FRAME_LIMIT, n_samples // SAMPLES_PER_FRAME) // STEP
+
+
 def sigmas_for(scheduler, steps: int) -> torch.Tensor:
     scheduler.set_timesteps(steps, device="cpu")
     return scheduler.sigmas.to(torch.float32)
@@ -153,6 +195,9 @@ def sample_latents(models, image: ImageInputs, samples_16k: np.ndarray, p: Sonic
     dev, dt = models.device, models.dtype
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes in every window: let cuDNN pick its fastest convs
+    if p.memory_mode == "auto":
+        p, _ = resolve_memory(models, image.size, generated_frames(len(samples_16k)), p)
+    memory.place(models, "conditioning", p.memory_mode)
     seed_everything(p.seed)
     feats = audio_features(samples_16k, models.feature_extractor, models.whisper)
     n = feats.n_frames
@@ -160,8 +205,12 @@ def sample_latents(models, image: ImageInputs, samples_16k: np.ndarray, p: Sonic
         raise ValueError("audio shorter than one generated frame (80 ms)")
     image_embeds = models.image_encoder(image.clip.to(dev, dt)).image_embeds          # (1, 1024)
     cond = audio_conditioning(feats, models.audio2token, models.audio2bucket, image_embeds.float())
+    del feats
     buckets = cond.motion_buckets.float().cpu()[..., 0] * p.dynamic_scale            # (N, 2)
     buckets[:, 0] *= p.motion_scale
+    cond_tok = cond.cond.to("cpu", dt)      # sliced per window: the device holds 25 frames' tokens, not N
+    uncond_tok = cond.uncond[:1].to(dev, dt)
+    del cond
 
     ref = image.ref.to(dev, dt)
     # noise_aug_strength is 0, but the official code still draws this noise: keep the RNG stream identical.
@@ -177,9 +226,9 @@ def sample_latents(models, image: ImageInputs, samples_16k: np.ndarray, p: Sonic
 
     image_lat_cfg = torch.cat([torch.zeros_like(image_lat), image_lat, image_lat])[:, None]   # (3, 1, 4, h, w)
     clip_cfg = torch.cat([torch.zeros_like(image_embeds), image_embeds, image_embeds])[:, None]  # (3, 1, 1024)
-    cond_tok = cond.cond.to(dev, dt)
-    uncond_tok = cond.uncond[:1].to(dev, dt)
     mask = image.mask.to(dev, dt)
+    memory.place(models, "sampling", p.memory_mode)
+    forward = unet_runner(p.compile)
     total = p.inference_steps * len(window_indices(n, 0))
     done = 0
     for i in range(p.inference_steps):
@@ -193,11 +242,11 @@ def sample_latents(models, image: ImageInputs, samples_16k: np.ndarray, p: Sonic
             x_in = (x / (sigma ** 2 + 1) ** 0.5).to(dev, dt).expand(3, -1, -1, -1, -1)
             sample = torch.cat([x_in, image_lat_cfg.expand(-1, WINDOW, -1, -1, -1)], dim=2)
             audio = torch.stack([uncond_tok.expand(WINDOW, -1, -1), uncond_tok.expand(WINDOW, -1, -1),
-                                 cond_tok[idx]]).flatten(0, 1)                         # (75, 32, 1024)
+                                 cond_tok[idx].to(dev)]).flatten(0, 1)                 # (75, 32, 1024)
             clip = clip_cfg.expand(-1, WINDOW, -1).reshape(3 * WINDOW, 1, -1).to(dt)
             m = buckets[idx].mean(dim=0)
             ids = torch.tensor([[GEN_FPS, float(m[0]), float(m[1])]], dtype=dt, device=dev).expand(3, -1)
-            v = unet_forward(models.unet, sample, t, clip, audio, ids, mask, p.ip_audio_scale).float().cpu()
+            v = forward(models.unet, sample, t, clip, audio, ids, mask, p.ip_audio_scale).float().cpu()
             u, a, c = v.chunk(3)
             v = u + p.image_guidance * (a - u) + p.audio_guidance * (c - a)
             x0 = -sigma / (sigma ** 2 + 1) ** 0.5 * v + x / (sigma ** 2 + 1)             # v-prediction
@@ -232,6 +281,9 @@ def iter_frames(models, latents: torch.Tensor, p: SonicParams):
     f0..f_{N-1}. Decodes `decode_chunk` latent frames per VAE call, aligned as officially (the temporal decoder
     mixes frames within a call, so the chunking is part of the result); holds one chunk at a time."""
     use_rife = p.interpolate and models.rife is not None
+    if p.memory_mode == "auto":
+        p, _ = resolve_memory(models, (latents.shape[-1] * 8, latents.shape[-2] * 8), latents.shape[0], p)
+    memory.place(models, "decode", p.memory_mode)
     prev = None  # last frame of the previous chunk, for the middle that bridges two chunks
     for s in range(0, latents.shape[0], p.decode_chunk):
         chunk = decode(models, latents[s:s + p.decode_chunk])
