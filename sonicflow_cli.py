@@ -23,7 +23,9 @@ def _generate(args) -> int:
                       seed=args.seed, crf=args.crf, preset=args.preset,
                       weight_roots=[args.checkpoints] if args.checkpoints else [], ip_audio_scale=args.ip_audio_scale,
                       interpolate=not args.no_interpolate, dtype=args.dtype, device=args.device,
-                      paste_back=args.paste_back, frames_dir=args.frames_dir, labels=args.labels, progress=progress)
+                      paste_back=args.paste_back, frames_dir=args.frames_dir, labels=args.labels,
+                      memory_mode=args.memory_mode, vram_budget_gb=args.vram_budget_gb, compile=args.compile or False,
+                      progress=progress)
     print(json.dumps({"out": args.out, "frames": info.n_frames, "fps": info.fps, "duration": round(info.duration, 3),
                       "size": [info.width, info.height], "engine": json.loads(info.metadata["sonicflow"])["engine"]}))
     return 0
@@ -238,6 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default="auto", help="sonic: model precision")
     g.add_argument("--device", default="auto", help="sonic: cpu, cuda, cuda:1 ... (auto: cuda when present)")
     g.add_argument("--paste-back", action="store_true", help="sonic: put the animated face back into the full picture")
+    g.add_argument("--memory-mode", choices=("auto", "gpu", "offload"), default="auto",
+                   help="sonic: gpu keeps every model on the GPU; offload moves each to the GPU only for its stage "
+                   "(small GPUs); auto picks from the memory available")
+    g.add_argument("--vram-budget-gb", type=float, default=0.0,
+                   help="sonic: GPU memory (GiB) it may use; 0 = what is free")
+    g.add_argument("--compile", nargs="?", const="default", choices=("default", "max-autotune-no-cudagraphs"),
+                   help="sonic: torch.compile the UNet (the first window compiles, for minutes)")
     g.add_argument("--frames-dir", help="also write every frame as a lossless PNG into this folder")
     g.add_argument("--labels", choices=("visible+metadata", "metadata", "off"), default="visible+metadata",
                    help="AI-content labels: visible 'AI生成' for 2 s + AIGC metadata (default), metadata only, or none")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..sonic_core import ENGINES, SONIC_DTYPES, generate
+from ..sonic_core.sonic.memory import MODES as MEMORY_MODES
 from ..sonic_core import ArrayFrames
 from .convert import Progress, audio_to_comfy, image_to_numpy, numpy_to_image
 from .errors import SonicFlowNodeError, user_errors
@@ -42,15 +43,22 @@ class SonicFlowGenerate:
                                            "tooltip": "Sonic: model precision (auto = fp16 on a GPU, fp32 on a CPU)."}),
             "paste_back": ("BOOLEAN", {"default": False, "tooltip": "Sonic: put the animated face back into the full "
                                        "picture (off = the official output, the face crop). The lite engine always does."}),
+            "memory_mode": (list(MEMORY_MODES), {"default": "auto", "tooltip": "Sonic GPU memory: gpu keeps every model "
+                            "on the GPU (fastest); offload keeps them in RAM and moves each to the GPU only for its "
+                            "stage (for small GPUs; a little slower); auto picks from the memory available."}),
+            "vram_budget_gb": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1024.0, "step": 0.5,
+                                         "tooltip": "Sonic: GPU memory (GiB) it may use; 0 = what is free. A small "
+                                         "budget offloads models and may decode fewer frames at a time (then the "
+                                         "frames deviate slightly from the official ones; engine_info says so)."}),
         }}
 
     @user_errors
     def generate(self, predata, engine, inference_steps, dynamic_scale, motion_scale, seed, ip_audio_scale=1.0,
-                 interpolate=True, dtype="auto", paste_back=False):
+                 interpolate=True, dtype="auto", paste_back=False, memory_mode="auto", vram_budget_gb=0.0):
         frames = generate(predata, engine, inference_steps=inference_steps, dynamic_scale=dynamic_scale,
                           motion_scale=motion_scale, seed=seed, weight_roots=sonic_model_roots(),
                           ip_audio_scale=ip_audio_scale, interpolate=interpolate, dtype=dtype, paste_back=paste_back,
-                          progress=Progress(1))
+                          memory_mode=memory_mode, vram_budget_gb=vram_budget_gb, progress=Progress(1))
         frames.info["inputs"] = predata.info.get("inputs", {})
         return (frames, frames.fps, audio_to_comfy(predata.audio), frames.info["note"])
 
