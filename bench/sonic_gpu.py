@@ -4,6 +4,7 @@
     python bench/sonic_gpu.py [--size 512] [--seconds 5] [--steps 25] [--dtype fp16] [--device cuda]
                               [--official-python P --official DIR --official-pythonpath PATHS | --no-official]
                               [--config-dir D] [--checkpoints DIR] [--memory-seconds 60] [--out JSON]
+                              [--memory-mode gpu|offload|auto] [--vram-budget-gb G] [--compile [MODE]]
 
 1. Weights: a full official-layout `checkpoints/` folder with random weights, made by
    `devtools/make_tiny_checkpoints.py --fast` from --config-dir (default bench/sonic_full_config: the real SVD-XT
@@ -12,7 +13,10 @@
    runs the very same code at a tiny size on the CPU.
 2. Inputs: examples/portrait.png centre-cropped to a square and resized to --size (so both sides work at
    size x size), and the first --seconds of examples/speech.wav (repeated when longer is asked), as 16 kHz WAV.
-3. SonicFlow (this process): `load_sonic` at --dtype on --device; `detect_official` + `image_inputs`,
+3. SonicFlow (this process): the engine's `load_models` at --dtype on --device (--memory-mode: gpu, the
+   default, keeps every model there; offload moves each stage's models there for that stage only; the plan,
+   with its decode chunk, is saved with each run); --compile torch.compiles the UNet forward, during the
+   warm-up, so the timed run excludes compilation; `detect_official` + `image_inputs`,
    `sample_latents` (--steps) and every frame of `iter_frames` (RIFE on) as uint8, timed per stage with
    torch.cuda.synchronize() at each boundary (thin wrappers around the pipeline module's functions; nothing of
    the pipeline is changed); peak torch.cuda.max_memory_allocated; FLOPs of one UNet window call (3 x 25 frames)
@@ -206,12 +210,13 @@ class Ours:
 
     def __init__(self, args, ckpt: str, device, dtype):
         import torch
-        from sonic_core.sonic.loading import load_sonic
+        from sonic_core.engines.sonic import load_models
 
         self.torch, self.args = torch, args
         self.cuda = device.type == "cuda"
         t = time.time()
-        self.models = load_sonic([ckpt], device=device, dtype=dtype)
+        # the engine's loader: with --memory-mode auto/offload the models start in RAM, as in ComfyUI
+        self.models = load_models([ckpt], str(device), args.dtype_name, True, args.memory_mode)
         self.sync()
         self.load_s = time.time() - t
         self.memory_after_load = torch.cuda.memory_allocated() if self.cuda else None
@@ -276,18 +281,23 @@ class Ours:
 
         for name in ("audio_features", "audio_conditioning", "decode", "interpolate"):
             timed(name)
-        unet_fn = P.unet_forward
-        saved["unet_forward"] = unet_fn
+        runner = P.unet_runner
+        saved["unet_runner"] = runner
 
-        def unet_wrapper(*a, **k):
-            if not n_unet["n"]:
-                self.sync()
-                first_unet["t"] = time.perf_counter()
-            n_unet["n"] += 1
-            return unet_fn(*a, **k)
-        P.unet_forward = unet_wrapper
+        def counting_runner(compile):
+            unet_fn = runner(compile)  # eager or torch.compile'd
 
-        params = P.SonicParams(inference_steps=steps, seed=seed, interpolate=True)
+            def unet_wrapper(*a, **k):
+                if not n_unet["n"]:
+                    self.sync()
+                    first_unet["t"] = time.perf_counter()
+                n_unet["n"] += 1
+                return unet_fn(*a, **k)
+            return unet_wrapper
+        P.unet_runner = counting_runner
+
+        params = P.SonicParams(inference_steps=steps, seed=seed, interpolate=True, memory_mode=self.args.memory_mode,
+                               vram_budget_gb=self.args.vram_budget_gb, compile=self.args.compile or False)
         try:
             from PIL import Image
 
@@ -301,6 +311,7 @@ class Ours:
                 box = (w * 0.33, h * 0.24, w * 0.34, h * 0.44)
             inputs = P.image_inputs(rgb, box, self.args.size)
             samples = read_samples(audio_path)
+            params, plan = P.resolve_memory(self.models, inputs.size, P.generated_frames(len(samples)), params)
             t_pre = time.perf_counter()
             latents = P.sample_latents(self.models, inputs, samples, params)
             self.sync()
@@ -340,6 +351,7 @@ class Ours:
             "seconds_per_video_second": total / video_s if video_s else None,
             "frames_checksum": checksum,
             "working_size": list(inputs.size),
+            "memory_plan": plan.info(),
         }
 
 
@@ -432,6 +444,11 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=1,
                     help="timed runs per side; the fastest is reported (all totals are kept): for noisy CPUs")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads on both sides (0: default)")
+    ap.add_argument("--memory-mode", default="gpu", choices=("auto", "gpu", "offload"),
+                    help="SonicFlow's model placement (gpu: every model on the GPU, the earlier runs' setting)")
+    ap.add_argument("--vram-budget-gb", type=float, default=0.0, help="SonicFlow's GPU budget in GiB (0: what is free)")
+    ap.add_argument("--compile", nargs="?", const="default", choices=("default", "max-autotune-no-cudagraphs"),
+                    help="torch.compile SonicFlow's UNet forward (compiled during the warm-up)")
     ap.add_argument("--out", default=DEFAULT_OUT)
     args = ap.parse_args(argv)
 
@@ -448,6 +465,7 @@ def main(argv=None) -> int:
     cuda = device.type == "cuda"
     dtype_name = args.dtype if args.dtype != "auto" else ("fp16" if cuda else "fp32")
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype_name]
+    args.dtype_name = dtype_name
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.memory_seconds is None:
@@ -467,6 +485,7 @@ def main(argv=None) -> int:
         "settings": {"size": args.size, "seconds": args.seconds, "steps": args.steps, "dtype": dtype_name,
                      "seed": args.seed, "rife": True, "repeat": args.repeat, "config_dir": os.path.relpath(args.config_dir, ROOT),
                      "memory_seconds": args.memory_seconds, "warmup": not args.no_warmup,
+                     "memory_mode": args.memory_mode, "vram_budget_gb": args.vram_budget_gb, "compile": args.compile,
                      "budget_s": args.budget_s},
         "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "pyav_standin": AV_STANDIN},
         "goals": {"ratio_official_over_sonicflow": GOAL_RATIO, "peak_gb_60s": GOAL_PEAK_GB},
@@ -570,6 +589,9 @@ def main(argv=None) -> int:
 
     # free SonicFlow's GPU memory: the official side gets the GPU to itself
     del ours
+    from sonic_core.engines import free_models
+
+    free_models()
     import gc
     gc.collect()
     if cuda:
