@@ -182,6 +182,15 @@ def generated_frames(n_samples: int) -> int:
     return min(FRAME_LIMIT, n_samples // SAMPLES_PER_FRAME) // STEP
 
 
+def accumulate(acc: torch.Tensor, count: torch.Tensor, idx: list[int], window: torch.Tensor) -> None:
+    """Add a window's latents into the running sums frame by frame. A window of a video shorter than 25 frames
+    holds some frames twice; each copy counts, as in the official per-frame loop (`acc[:, idx] += ...` would keep
+    only one of the duplicate writes, and not always the same one)."""
+    index = torch.tensor(idx)
+    acc.index_add_(1, index, window)
+    count.index_add_(1, index, torch.ones((1, len(idx), 1, 1, 1), dtype=count.dtype))
+
+
 def sigmas_for(scheduler, steps: int) -> torch.Tensor:
     scheduler.set_timesteps(steps, device="cpu")
     return scheduler.sigmas.to(torch.float32)
@@ -253,8 +262,7 @@ def sample_latents(models, image: ImageInputs, samples_16k: np.ndarray, p: Sonic
             stepped = x + (x - x0) / sigma * (sigma_next - sigma)                         # Euler step
             trace(f"guided_eps_s{i}_w{j}", v)
             trace(f"window_latents_after_step_s{i}_w{j}", stepped)
-            acc[:, idx] += stepped
-            count[:, idx] += 1
+            accumulate(acc, count, idx, stepped)
             done += 1
             if progress:
                 progress(done, total)

@@ -163,3 +163,20 @@ def test_frames(models, latents):
     assert frames.shape == want.shape == (59, 64, 64, 3)
     diff = np.abs(frames.astype(np.int16) - want)
     assert diff.max() <= 1 and (diff > 0).mean() < 0.01, (diff.max(), (diff > 0).mean())
+
+
+def test_windows_of_a_short_video_accumulate_every_copy():
+    """N < 25: a window holds frames twice; the official per-frame loop adds each copy."""
+    from sonic_core.sonic.pipeline import accumulate
+
+    n, idx = 10, window_indices(10, 3)[0]
+    window = torch.randn(1, 25, 4, 2, 2)
+    acc, count = torch.zeros(1, n, 4, 2, 2), torch.zeros(1, n, 1, 1, 1)
+    accumulate(acc, count, idx, window)
+    want, want_count = torch.zeros_like(acc), torch.zeros_like(count)
+    for j, frame in enumerate(idx):
+        want[:, frame] += window[:, j]
+        want_count[:, frame] += 1
+    assert int(count.max()) == 3
+    torch.testing.assert_close(acc, want, atol=1e-6, rtol=0)
+    torch.testing.assert_close(count, want_count)
