@@ -23,7 +23,7 @@ def _generate(args) -> int:
                       seed=args.seed, crf=args.crf, preset=args.preset,
                       weight_roots=[args.checkpoints] if args.checkpoints else [], ip_audio_scale=args.ip_audio_scale,
                       interpolate=not args.no_interpolate, dtype=args.dtype, device=args.device,
-                      paste_back=args.paste_back, frames_dir=args.frames_dir, labels=args.labels,
+                      paste_back=args.paste_back, crop_face=not args.no_crop, frames_dir=args.frames_dir, labels=args.labels,
                       memory_mode=args.memory_mode, vram_budget_gb=args.vram_budget_gb, compile=args.compile or False,
                       progress=progress)
     print(json.dumps({"out": args.out, "frames": info.n_frames, "fps": info.fps, "duration": round(info.duration, 3),
@@ -247,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sonic: GPU memory (GiB) it may use; 0 = what is free")
     g.add_argument("--compile", nargs="?", const="default", choices=("default", "max-autotune-no-cudagraphs"),
                    help="sonic: torch.compile the UNet (the first window compiles, for minutes)")
+    g.add_argument("--no-crop", action="store_true",
+                   help="sonic: animate the whole picture, not the face crop (the official demo.py without --crop)")
     g.add_argument("--frames-dir", help="also write every frame as a lossless PNG into this folder")
     g.add_argument("--labels", choices=("visible+metadata", "metadata", "off"), default="visible+metadata",
                    help="AI-content labels: visible 'AI生成' for 2 s + AIGC metadata (default), metadata only, or none")

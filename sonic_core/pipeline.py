@@ -20,6 +20,7 @@ def make_video(image_path: str, audio_path: str, out_path: str, *, engine: str =
                dynamic_scale: float = 1.0, motion_scale: float = 1.0, seed: int = 0, crf: int = 18,
                preset: str = "veryfast", weight_roots: list[str] | None = None, ip_audio_scale: float = 1.0,
                interpolate: bool = True, dtype: str = "auto", device: str = "auto", paste_back: bool = False,
+               crop_face: bool = True,
                frames_dir: str | None = None, labels: str = "visible+metadata", memory_mode: str = "auto",
                vram_budget_gb: float = 0.0, compile: bool | str = False, progress=None) -> VideoInfo:
     image, audio = load_image(image_path), load_audio(audio_path)
@@ -27,7 +28,7 @@ def make_video(image_path: str, audio_path: str, out_path: str, *, engine: str =
                   no_face=no_face)
     frames = generate(pre, engine, inference_steps=inference_steps, dynamic_scale=dynamic_scale,
                       motion_scale=motion_scale, seed=seed, weight_roots=weight_roots, ip_audio_scale=ip_audio_scale,
-                      interpolate=interpolate, dtype=dtype, device=device, paste_back=paste_back,
+                      interpolate=interpolate, dtype=dtype, device=device, paste_back=paste_back, crop_face=crop_face,
                       memory_mode=memory_mode, vram_budget_gb=vram_budget_gb, compile=compile)
     frames.info["inputs"] = {"image_sha256": sha256_file(image_path), "audio_sha256": sha256_file(audio_path),
                              "min_resolution": min_resolution, "expand_ratio": expand_ratio, "duration": duration}

@@ -15,7 +15,6 @@ from .media.face import FaceBox, centre_face, detect_face
 from .media.image import check_dimensions
 
 FPS = 25.0  # Sonic's output rate (12.5 fps generated, RIFE x2); the lite engine uses the same
-FACE_MASK_AREA = 1.1  # official config.area: the face mask is the face box grown by 10 %
 
 NO_FACE_MODES = ("error", "animate_centre")
 
@@ -39,19 +38,26 @@ class PreData:
         return self.audio.duration
 
 
-def square_crop(face: FaceBox, width: int, height: int, expand_ratio: float) -> tuple[int, int, int, int]:
-    """The official Sonic crop: grow the face box by expand_ratio on each side (clamped to the image), then
-    take the largest square inside it, centred as close to the face as the expanded box allows."""
-    bw, bh = face.width, face.height
-    x0, y0 = max(face.x0 - expand_ratio * bw, 0), max(face.y0 - expand_ratio * bh, 0)
-    x1, y1 = min(face.x1 + expand_ratio * bw, width), min(face.y1 + expand_ratio * bh, height)
-    side = min(x1 - x0, y1 - y0)
-    fcx, fcy = (face.x0 + face.x1) / 2, (face.y0 + face.y1) / 2
-    cx = min(max(fcx, x0 + side / 2), x1 - side / 2)
-    cy = min(max(fcy, y0 + side / 2), y1 - side / 2)
-    s = int(side)  # whole pixels, so the crop is exactly square (rounding each edge could make it 1 px off)
-    left, top = min(max(int(round(cx - s / 2)), 0), width - s), min(max(int(round(cy - s / 2)), 0), height - s)
-    return (left, top, left + s, top + s)
+def square_crop(box: tuple[float, float, float, float], width: int, height: int,
+                expand_ratio: float) -> tuple[int, int, int, int]:
+    """The official crop (process_bbox) around a face box (x0, y0, x1, y1), floats allowed: the box grown by
+    expand_ratio per side (clamped to the image), then the largest square inside it, its centre moved toward the
+    face centre by at most the slack. Each edge is rounded on its own, so the box can be 1 px off square, as
+    officially."""
+    fx1, fy1, fx2, fy2 = (float(v) for v in box)
+    w, h = fx2 - fx1, fy2 - fy1
+    ex1, ey1 = max(fx1 - expand_ratio * w, 0), max(fy1 - expand_ratio * h, 0)
+    ex2, ey2 = min(fx2 + expand_ratio * w, width), min(fy2 + expand_ratio * h, height)
+    ew, eh = ex2 - ex1, ey2 - ey1
+    cx, cy = (ex1 + ex2) / 2, (ey1 + ey2) / 2
+    half, slack = min(ew, eh) / 2, abs(eh - ew) / 2
+    if ew < eh:  # only the longer axis has room to move toward the face
+        fc = (fy1 + fy2) / 2
+        cy += min(slack, abs(fc - cy)) * (1 if fc > cy else -1)
+    else:
+        fc = (fx1 + fx2) / 2
+        cx += min(slack, abs(fc - cx)) * (1 if fc > cx else -1)
+    return round(cx - half), round(cy - half), round(cx + half), round(cy + half)
 
 
 def working_size(width: int, height: int, min_resolution: int) -> tuple[int, int]:
@@ -87,7 +93,7 @@ def prepare(image: np.ndarray, audio: Audio, *, min_resolution: int = 512, expan
                              "use a photo with one clearly visible frontal face, or set no_face to animate_centre",
                              code="no_face")
         face = centre_face(image)
-    crop = square_crop(face, image.shape[1], image.shape[0], expand_ratio)
+    crop = square_crop((face.x0, face.y0, face.x1, face.y1), image.shape[1], image.shape[0], expand_ratio)
     return PreData(image=np.ascontiguousarray(image), face=face, face_found=found, crop=crop,
                    working_size=working_size(crop[2] - crop[0], crop[3] - crop[1], min_resolution), audio=audio,
                    fps=fps, n_frames=frame_count(audio.duration, fps), min_resolution=min_resolution,

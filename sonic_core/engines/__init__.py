@@ -21,10 +21,10 @@ def free_models() -> bool:
 def generate(pre: PreData, engine: str = "auto", *, inference_steps: int = 25, dynamic_scale: float = 1.0,
              motion_scale: float = 1.0, seed: int = 0, weight_roots: list[str] | None = None,
              ip_audio_scale: float = 1.0, interpolate: bool = True, dtype: str = "auto", device: str = "auto",
-             paste_back: bool = False, memory_mode: str = "auto", vram_budget_gb: float = 0.0,
+             paste_back: bool = False, crop_face: bool = True, memory_mode: str = "auto", vram_budget_gb: float = 0.0,
              compile: bool | str = False, progress=None) -> FrameSequence:
     """Return the frame sequence; its `.engine` says which engine made it and `.info['note']` why.
-    `ip_audio_scale`, `interpolate`, `dtype`, `device`, `paste_back`, `memory_mode` (auto | gpu | offload),
+    `ip_audio_scale`, `interpolate`, `dtype`, `device`, `paste_back`, `crop_face`, `memory_mode` (auto | gpu | offload),
     `vram_budget_gb` (0: what is free) and `compile` concern the sonic engine only."""
     if engine not in ENGINES:
         raise InputError("engine", f"unknown engine {engine!r}", f"use one of {', '.join(ENGINES)}")
@@ -46,14 +46,15 @@ def generate(pre: PreData, engine: str = "auto", *, inference_steps: int = 25, d
                                        vram_budget_gb=vram_budget_gb, compile=compile, **params)
             try:
                 frames = generate_sonic(pre, sonic_params, weight_roots, device=device, dtype=dtype,
-                                        paste_back=paste_back, progress=progress)
+                                        paste_back=paste_back, crop_face=crop_face, progress=progress)
             except MissingWeightsError as e:  # present but unusable (empty, truncated, wrong shapes)
                 if engine == "sonic":
                     raise
                 note = f"auto: Sonic weights unusable, used the lite engine ({str(e).splitlines()[0]})"
             else:
                 if engine == "auto":
-                    frames.info["note"] = "auto: Sonic weights found, used the sonic engine"
+                    frames.info["note"] = frames.info["note"].replace("sonic engine", "auto: Sonic weights found, "
+                                                                      "used the sonic engine", 1)
                 return frames
     return _lite(pre, params, note)
 

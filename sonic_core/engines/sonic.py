@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from ..frames import FrameSequence
-from ..predata import PreData, frame_count
+from ..predata import PreData, frame_count, square_crop
 
 _cache: dict = {}
 _lock = threading.Lock()
@@ -114,9 +114,9 @@ def _paste_back(image: np.ndarray, crop: tuple[int, int, int, int]):
 
 
 def generate_sonic(pre: PreData, params, roots: list[str], *, device: str = "auto", dtype: str = "auto",
-                   paste_back: bool = False, progress=None) -> SonicFrames:
-    from ..sonic.pipeline import (detect_official, expand_square, generated_frames, image_inputs, resolve_memory,
-                                  sample_latents)
+                   paste_back: bool = False, crop_face: bool = True, progress=None) -> SonicFrames:
+    """crop_face=False animates the whole picture, as the official demo.py does without --crop."""
+    from ..sonic.pipeline import detect_official, generated_frames, image_inputs, resolve_memory, sample_latents
 
     models = load_models(roots, device, dtype, params.interpolate, params.memory_mode)
     h, w = pre.image.shape[:2]
@@ -124,7 +124,8 @@ def generate_sonic(pre: PreData, params, roots: list[str], *, device: str = "aut
     box = detect_official(models, pre.image)
     if box is None:  # yoloface found nothing: the weight-free finder's face stands in (the official code crashes)
         box = (f.x0, f.y0, f.width, f.height)
-    crop = expand_square(box, w, h, pre.expand_ratio)
+    box_xyxy = (box[0], box[1], box[0] + box[2], box[1] + box[3])
+    crop = square_crop(box_xyxy, w, h, pre.expand_ratio) if crop_face else (0, 0, w, h)
     x0, y0, x1, y1 = crop
     cropped = np.ascontiguousarray(pre.image[y0:y1, x0:x1])
     inner = detect_official(models, cropped)

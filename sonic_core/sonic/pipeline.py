@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..predata import working_size
 from . import memory
 from .audio import FRAME_LIMIT, SAMPLES_PER_FRAME, STEP, audio_conditioning, audio_features
 from .unet import unet_forward
@@ -90,30 +91,6 @@ def seed_everything(seed: int) -> None:
 
 # ------------------------------------------------------------------------------------------------ image side
 
-def expand_square(box_xywh, width: int, height: int, expand_ratio: float) -> tuple[int, int, int, int]:
-    """The official crop box (process_bbox) from the float face box: grown by expand_ratio per side (clamped),
-    then the largest square inside it, its centre moved toward the face centre by at most the slack. Each edge
-    is rounded on its own (Python round), so the box can be 1 px off square, as officially."""
-    x, y, w, h = (float(v) for v in box_xywh)
-    fx1, fy1, fx2, fy2 = x, y, x + w, y + h
-    ex1, ey1 = max(fx1 - expand_ratio * w, 0), max(fy1 - expand_ratio * h, 0)
-    ex2, ey2 = min(fx2 + expand_ratio * w, width), min(fy2 + expand_ratio * h, height)
-    ew, eh = ex2 - ex1, ey2 - ey1
-    cx, cy = (ex1 + ex2) / 2, (ey1 + ey2) / 2
-    half = min(ew, eh) / 2
-    slack = abs(eh - ew) / 2
-    if ew < eh:  # only the longer axis has room to move toward the face
-        fc = (fy1 + fy2) / 2
-        cy += min(slack, abs(fc - cy)) * (1 if fc > cy else -1)
-    else:
-        fc = (fx1 + fx2) / 2
-        cx += min(slack, abs(fc - cx)) * (1 if fc > cx else -1)
-    sx1, sy1, sx2, sy2 = cx - half, cy - half, cx + half, cy + half
-    side = min(sx2 - sx1, sy2 - sy1)
-    mx, my = (sx1 + sx2) / 2, (sy1 + sy2) / 2
-    return round(mx - side / 2), round(my - side / 2), round(mx + side / 2), round(my + side / 2)
-
-
 def face_mask(shape_hw: tuple[int, int], box_xywh) -> np.ndarray:
     """uint8 (H, W) mask: the face box grown by FACE_AREA around its centre, clamped (official rule). The box
     stays float until the final int(): centre and half-sizes are float floor divisions, as officially."""
@@ -127,12 +104,6 @@ def face_mask(shape_hw: tuple[int, int], box_xywh) -> np.ndarray:
     mask = np.zeros((h_img, w_img), np.uint8)
     mask[int(top):int(bottom), int(left):int(right)] = 255
     return mask
-
-
-def working_size(w: int, h: int, min_resolution: int) -> tuple[int, int]:
-    """Short side -> min_resolution, each side rounded to a multiple of 64 (official rule, may distort slightly)."""
-    scale = min_resolution / min(w, h)
-    return int(round(w * scale / 64) * 64), int(round(h * scale / 64) * 64)
 
 
 @dataclass

@@ -16,8 +16,9 @@ from safetensors.torch import load_file
 from sonic_core.media.audio import load_audio
 from sonic_core.sonic.audio import audio_conditioning, audio_features
 from sonic_core.sonic.loading import load_sonic
-from sonic_core.sonic.pipeline import (CLIP_MEAN, CLIP_STD, SonicParams, decode, detect_official, expand_square,
+from sonic_core.sonic.pipeline import (CLIP_MEAN, CLIP_STD, SonicParams, decode, detect_official,
                                        image_inputs, iter_frames, sample_latents, sigmas_for, window_indices)
+from sonic_core.predata import square_crop
 from sonic_core.sonic.unet import unet_forward
 
 GOLDEN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "sonic_golden")
@@ -82,7 +83,8 @@ def test_face_box_and_crop(models, manifest):
     want = manifest["run"]["face_detect_calls"][0]["bboxes_xywh"][0]
     np.testing.assert_allclose(box, want, atol=1e-4, rtol=0)
     pre = manifest["run"]["preprocess"]
-    assert list(expand_square(box, 128, 128, pre["expand_ratio"])) == pre["crop_bbox_x1y1x2y2"]
+    xyxy = (box[0], box[1], box[0] + box[2], box[1] + box[3])
+    assert list(square_crop(xyxy, 128, 128, pre["expand_ratio"])) == pre["crop_bbox_x1y1x2y2"]
 
 
 def test_image_inputs(models, inputs):
@@ -180,3 +182,26 @@ def test_windows_of_a_short_video_accumulate_every_copy():
     assert int(count.max()) == 3
     torch.testing.assert_close(acc, want, atol=1e-6, rtol=0)
     torch.testing.assert_close(count, want_count)
+
+
+def test_cli_generate_gives_the_official_frames(tiny_root, tmp_path):
+    """`sonicflow generate --engine sonic` on the tiny official-layout folder writes, frame for frame, what the
+    official implementation wrote for the same folder, inputs and seed (no crop, as the golden run; fp32, CPU)."""
+    import subprocess
+    import sys
+
+    frames_dir = tmp_path / "frames"
+    r = subprocess.run([sys.executable, "-m", "sonicflow_cli", "generate", "--engine", "sonic", "--checkpoints",
+                        tiny_root, "--image", os.path.join(GOLDEN, "input_image.png"), "--audio",
+                        os.path.join(GOLDEN, "input_audio.wav"), "--out", str(tmp_path / "out.mp4"),
+                        "--min-resolution", "64", "--steps", "2", "--seed", "42", "--dtype", "fp32", "--device",
+                        "cpu", "--no-crop", "--frames-dir", str(frames_dir)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    want = golden("decode.safetensors:final_frames_u8").numpy()
+    names = sorted(os.listdir(frames_dir))
+    # The official 2N-1 frames, then the last one held so the video lasts as long as its audio (2.4 s = 60 frames).
+    assert len(names) == 60
+    got = np.stack([np.asarray(Image.open(frames_dir / n).convert("RGB")) for n in names])
+    diff = np.abs(got[:59].astype(np.int16) - want)
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01, (diff.max(), (diff > 0).mean())
+    assert (got[59] == got[58]).all()
