@@ -18,6 +18,8 @@ import wave
 
 import pytest
 
+from devtools.waiting import wait_until  # noqa: F401  (used by the tests)
+
 from .history import HISTORY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -26,17 +28,6 @@ PY = sys.executable
 SESSION = uuid.uuid4().hex[:6]
 AMQP = os.environ.get("SONICFLOW_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 _counter = [0]
-
-
-def wait_until(predicate, timeout: float, what: str, poll: float = 0.2):
-    """Poll until predicate() is truthy; fail (not a timing assertion: a generous bound on a hang) otherwise."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"gave up waiting ({timeout:.0f} s) for: {what}")
 
 
 def broker_up() -> bool:

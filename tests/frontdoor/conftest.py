@@ -11,12 +11,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 import wave
 
 import pytest
 import requests
+
+from devtools.comfyui import free_port  # noqa: F401  (used by the tests)
+from devtools.waiting import wait_until  # noqa: F401  (used by the tests)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PY = sys.executable
@@ -24,23 +26,6 @@ AMQP = os.environ.get("SONICFLOW_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5
 PG = os.environ.get("SONICFLOW_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SESSION = uuid.uuid4().hex[:6]
 _n = [0]
-
-
-def wait_until(predicate, timeout: float, what: str, poll: float = 0.2):
-    """Poll until truthy; a generous bound on a hang, not a timing assertion."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"gave up waiting ({timeout:.0f} s) for: {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _port_open(port: int, host: str = "127.0.0.1") -> bool:
