@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -83,7 +84,9 @@ def downsample_mask(mask: torch.Tensor, num_queries: int) -> torch.Tensor:
     truncated to q values."""
     o_h, o_w = mask.shape[-2], mask.shape[-1]
     ratio = o_w / o_h
-    mask_h = int(torch.sqrt(torch.tensor([num_queries / ratio], dtype=torch.float32))[0])
+    # float32 square root, as the official code takes it, but in NumPy: a tensor-to-int here would split a
+    # torch.compile graph (both are IEEE square roots, so the result is the same)
+    mask_h = int(np.sqrt(np.float32(num_queries / ratio)))
     mask_h = mask_h + int(num_queries % mask_h != 0)
     mask_w = num_queries // mask_h
     m = F.interpolate(mask.reshape(1, 1, o_h, o_w), size=(mask_h, mask_w), mode="bicubic").reshape(1, -1)
