@@ -296,7 +296,7 @@ def write_comfyui(models: dict, out: str, config_dir: str) -> None:
     sonic = os.path.join(out, "models", "sonic")
     _write_sonic_files(models, sonic, os.path.join(sonic, "RIFE"), os.path.join(sonic, "yoloface_v5m.pt"),
                        os.path.join(sonic, "whisper-tiny"), config_dir)
-    single = to_single_file(models["vae"], models["clip"], models["cfg"]["clip"])
+    single = to_single_file(models["vae"], models["clip"])
     _save_safetensors(single, os.path.join(out, "models", "checkpoints", "svd_xt.safetensors"))
 
 

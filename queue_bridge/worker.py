@@ -80,7 +80,6 @@ class JobRunner:
         self._object_info: dict = {}
         self._engine_version: str | None = None
         self.client_id = f"sonicflow-bridge-{uuid.uuid4().hex[:8]}"
-        self.current_prompt: str | None = None
         self.grace_deadline: float | None = None
 
     # -- helpers ---------------------------------------------------------------------------------------------------
@@ -264,7 +263,6 @@ class JobRunner:
                 except PromptRejected as e:
                     raise JobError("prompt_rejected", str(e)[:500]) from None
             accepted = True
-            self.current_prompt = prompt_id
             log("prompt_queued", job_id=job.job_id, attempt=attempt, prompt_id=prompt_id, comfy=self.comfy.base)
             entry = entry or self._follow(job, prompt_id, timeout, ws)
         except requests.RequestException as e:
@@ -272,7 +270,6 @@ class JobRunner:
                 raise JobError("comfy_crashed", f"{self.comfy.base} went away running {prompt_id}: {e}") from None
             raise JobError("comfy_unavailable", f"{self.comfy.base}: {e}") from None
         finally:
-            self.current_prompt = None
             if ws is not None:
                 try:
                     ws.close()

@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 SINKS = ("local", "s3")
 
@@ -56,6 +56,3 @@ def publish_local(path: str, folder: str, provenance: dict, prefix: str = "") ->
     return Published(url="file://" + os.path.abspath(target), sha256=digest, size=size, key=name,
                      sidecar_url="file://" + os.path.abspath(side))
 
-
-def as_dict(p: Published) -> dict:
-    return asdict(p)

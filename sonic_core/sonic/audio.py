@@ -47,12 +47,11 @@ class AudioFeatures:
 
     def token_clips(self) -> torch.Tensor:
         """All frames' audio2token inputs at once: (1, N, 10, 5, 384)."""
-        return torch.stack([self.prompts[0, i * 2 * self.step:i * 2 * self.step + 10] for i in range(self.n_frames)])[None]
+        return torch.cat([self.token_clip(i) for i in range(self.n_frames)], dim=1)
 
     def bucket_clips(self) -> torch.Tensor:
         """All frames' audio2bucket inputs at once: (1, N, 50, 1, 384)."""
-        return torch.stack([self.last_prompts[0, i * 2 * self.step:i * 2 * self.step + 50]
-                            for i in range(self.n_frames)])[None]
+        return torch.cat([self.bucket_clip(i) for i in range(self.n_frames)], dim=1)
 
 
 def log_mel(samples: np.ndarray, feature_extractor) -> torch.Tensor:

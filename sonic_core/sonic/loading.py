@@ -430,10 +430,3 @@ def load_sonic(roots: list[str] | str | SonicWeights, *, device="cpu", dtype=tor
                        feature_extractor=wh[0], whisper=wh[1], audio2token=a2t, audio2bucket=a2b, rife=rife,
                        face_detector=det, configs=cfg, paths=dict(p), device=device, dtype=dtype)
 
-
-def official_layout_paths(root: str) -> dict:
-    """Where each file goes in the official layout (for messages and tools)."""
-    return {"unet": os.path.join(root, "Sonic", "unet.pth"), "audio2token": os.path.join(root, "Sonic", "audio2token.pth"),
-            "audio2bucket": os.path.join(root, "Sonic", "audio2bucket.pth"), "rife": os.path.join(root, "RIFE", "flownet.pkl"),
-            "yoloface": os.path.join(root, "yoloface_v5m.pt"), "whisper": os.path.join(root, "whisper-tiny"),
-            "svd": os.path.join(root, SVD_DIR)}

@@ -137,7 +137,7 @@ def clip_from_single_file(single: dict, model_keys: dict) -> dict:
     return out
 
 
-def to_single_file(vae: dict, clip: dict, clip_config: dict | None = None) -> dict:
+def to_single_file(vae: dict, clip: dict) -> dict:
     """The inverse (for test data): diffusers VAE + transformers CLIP state dicts -> single-file keys.
     The VAE's quant_conv must be the identity (it has no place in the single file)."""
     levels = 1 + max(int(m.group(1)) for k in vae for m in [re.match(r"encoder\.down_blocks\.(\d+)\.", k)] if m)
