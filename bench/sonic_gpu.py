@@ -253,7 +253,59 @@ class Ours:
         by_op = {str(k): int(v) for k, v in fc.get_flop_counts().get("Global", {}).items()}
         return {"total": int(fc.get_total_flops()), "by_op": by_op}
 
-    def run(self, image_path: str, audio_path: str, steps: int, seed: int) -> dict:
+    def unet_call_times(self, size_wh, compile, calls: int = 5) -> dict:
+        """One UNet window call, eager or torch.compile'd: the first call (compilation included), then the median
+        of `calls` more, timed with CUDA events; and the output, to compare variants."""
+        torch = self.torch
+        from sonic_core.sonic import pipeline as P
+
+        inputs = self.window_inputs(size_wh)
+        fn = P.unet_runner(compile)
+        self.sync()
+        t = time.perf_counter()
+        with torch.no_grad():
+            out = fn(self.models.unet, *inputs, 1.0).float()
+        self.sync()
+        first = time.perf_counter() - t
+        times = []
+        for _ in range(calls):
+            if self.cuda:
+                a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                a.record()
+            t = time.perf_counter()
+            with torch.no_grad():
+                fn(self.models.unet, *inputs, 1.0)
+            if self.cuda:
+                b.record()
+                b.synchronize()
+                times.append(a.elapsed_time(b) / 1e3)
+            else:
+                times.append(time.perf_counter() - t)
+        return {"first_call_s": first, "median_s": float(np.median(times)), "all_s": times, "output": out}
+
+    def profile_unet_call(self, size_wh, top: int = 25) -> list[dict]:
+        """The GPU kernels of one eager UNet window call, by total time (torch.profiler): where the time goes."""
+        torch = self.torch
+        from torch.profiler import ProfilerActivity, profile
+        from sonic_core.sonic.unet import unet_forward
+
+        inputs = self.window_inputs(size_wh)
+        with torch.no_grad():
+            unet_forward(self.models.unet, *inputs, 1.0)
+            self.sync()
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                unet_forward(self.models.unet, *inputs, 1.0)
+                self.sync()
+        rows = []
+        for e in prof.key_averages():
+            dev_us = getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+            if dev_us:
+                rows.append({"name": e.key[:160], "calls": e.count, "device_ms": dev_us / 1e3})
+        rows.sort(key=lambda r: -r["device_ms"])
+        total = sum(r["device_ms"] for r in rows)
+        return [dict(r, share=r["device_ms"] / total) for r in rows[:top]] + [{"name": "TOTAL", "device_ms": total}]
+
+    def run(self, image_path: str, audio_path: str, steps: int, seed: int, compile=False) -> dict:
         """One generation, image file + audio file -> every output frame (uint8), timed by stage."""
         torch = self.torch
         from sonic_core.sonic import pipeline as P
@@ -297,7 +349,7 @@ class Ours:
         P.unet_runner = counting_runner
 
         params = P.SonicParams(inference_steps=steps, seed=seed, interpolate=True, memory_mode=self.args.memory_mode,
-                               vram_budget_gb=self.args.vram_budget_gb, compile=self.args.compile or False)
+                               vram_budget_gb=self.args.vram_budget_gb, compile=compile)
         try:
             from PIL import Image
 
@@ -448,7 +500,9 @@ def main(argv=None) -> int:
                     help="SonicFlow's model placement (gpu: every model on the GPU, the earlier runs' setting)")
     ap.add_argument("--vram-budget-gb", type=float, default=0.0, help="SonicFlow's GPU budget in GiB (0: what is free)")
     ap.add_argument("--compile", nargs="?", const="default", choices=("default", "max-autotune-no-cudagraphs"),
-                    help="torch.compile SonicFlow's UNet forward (compiled during the warm-up)")
+                    help="after the eager and official runs: one UNet call eager vs torch.compile'd, then the whole "
+                         "SonicFlow run again with the compiled UNet (compiled during its warm-up)")
+    ap.add_argument("--profile", action="store_true", help="GPU time of one eager UNet call by kernel")
     ap.add_argument("--out", default=DEFAULT_OUT)
     args = ap.parse_args(argv)
 
@@ -534,29 +588,17 @@ def main(argv=None) -> int:
         except Exception as e:  # noqa: BLE001
             sf["unet_call_flops_error"] = f"{type(e).__name__}: {e}"
             log(f"SonicFlow: FLOP count failed: {sf['unet_call_flops_error']}")
-        if warm:
-            t = time.time()
-            ours.run(image, warm, 1, args.seed)
-            sf["warmup_s"] = round(time.time() - t, 2)
-            log(f"SonicFlow: warm-up (1 step, 1 s) in {sf['warmup_s']} s")
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(device)
-        runs = []
-        for r in range(args.repeat):
-            log(f"SonicFlow: timed run {r + 1}/{args.repeat}")
-            runs.append(ours.run(image, audio, args.steps, args.seed))
-        timed = min(runs, key=lambda x: x["total_s"])   # the least disturbed run
-        timed["all_totals_s"] = [x["total_s"] for x in runs]
-        timed["min_cpu_time_s"] = min(x["cpu_time_s"] for x in runs)
-        timed["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device) if cuda else None
-        sf["timed"] = timed
-        add_utilisation(timed, sf.get("unet_call_flops"), peak)
-        log(f"SonicFlow: {timed['total_s']:.2f} s for {timed['output_frames']} frames ({timed['video_seconds']:.2f} s of "
-            f"video) = {timed['seconds_per_video_second']:.2f} s per video-second; stages "
-            + json.dumps({k.split(' (')[0]: round(v, 2) for k, v in timed["stages_s"].items()}))
-        sf["projection"] = project_memory(timed, args, dtype)
+        if cuda and args.profile:
+            try:
+                sf["unet_call_profile"] = ours.profile_unet_call((args.size, args.size))
+                log("SonicFlow: GPU time of one eager UNet call by kernel (top 8): " + "; ".join(
+                    f"{r['name'][:50]} {r['device_ms']:.1f} ms" for r in sf["unet_call_profile"][:8]))
+            except Exception as e:  # noqa: BLE001
+                sf["unet_call_profile_error"] = f"{type(e).__name__}: {e}"
+        sf["timed"] = timed_runs(ours, args, image, warm, audio, False, sf, "warmup_s")
+        add_utilisation(sf["timed"], sf.get("unet_call_flops"), peak)
+        sf["projection"] = project_memory(sf["timed"], args, dtype)
         save()
-
     except Exception as e:  # noqa: BLE001 - the official side still runs; the error is saved
         import traceback
 
@@ -565,8 +607,53 @@ def main(argv=None) -> int:
         log(f"SonicFlow side FAILED: {sf['traceback']}")
         save()
 
-    # ---------------- memory with long audio
-    if ours is not None and "timed" in sf and args.memory_seconds and args.memory_seconds > 0 and left() < 240:
+    # ---------------- official (SonicFlow's models stay loaded, idle, for the compiled and memory runs)
+    if cuda:
+        torch.cuda.empty_cache()
+    if args.official and not args.no_official:
+        args.official_timeout = max(30.0, min(args.official_timeout, left() - 10))
+        off = run_official(args, ckpt, image, audio, warm, dtype_name, args.device, workdir)
+        if off.get("ok") and off.get("timed"):
+            add_utilisation(off["timed"], sf.get("unet_call_flops"), peak)
+        res["official"] = off
+        if not off.get("ok"):
+            log(f"official side FAILED (rc {off.get('returncode')}): {off.get('error', '')}")
+        save()
+    else:
+        res["official"] = {"ok": False, "skipped": True}
+
+    # ---------------- torch.compile'd UNet: one window call against eager, then the whole run again
+    if ours is not None and "timed" in sf and args.compile and left() < 150:
+        sf["compiled_skipped"] = f"budget: {left():.0f} s left"
+        log(f"SonicFlow: compiled run skipped ({sf['compiled_skipped']})")
+    elif ours is not None and "timed" in sf and args.compile:
+        try:
+            size = (args.size, args.size)
+            eager = ours.unet_call_times(size, False)
+            torch._logging.set_logs(recompiles=True)   # a recompile in the timed run would show here
+            log(f"SonicFlow: compiling the UNet ({args.compile})")
+            comp = ours.unet_call_times(size, args.compile)
+            ref = eager.pop("output")
+            diff = (comp.pop("output") - ref).norm() / ref.norm()
+            sf["unet_call"] = {"eager": eager, "compiled": comp, "compile_mode": args.compile,
+                               "relative_difference": float(diff),
+                               "speedup": eager["median_s"] / comp["median_s"]}
+            log(f"SonicFlow: one UNet window call {eager['median_s'] * 1e3:.0f} ms eager, "
+                f"{comp['median_s'] * 1e3:.0f} ms compiled ({comp['first_call_s']:.0f} s to compile), "
+                f"relative difference {float(diff):.2e}")
+            save()
+            sf["compiled"] = timed_runs(ours, args, image, warm, audio, args.compile, sf, "compiled_warmup_s")
+            add_utilisation(sf["compiled"], sf.get("unet_call_flops"), peak)
+        except Exception as e:  # noqa: BLE001
+            import traceback
+
+            sf["compiled_error"] = f"{type(e).__name__}: {e}"
+            sf["compiled_traceback"] = traceback.format_exc()[-4000:]
+            log(f"SonicFlow: compiled run FAILED: {sf['compiled_traceback']}")
+        save()
+
+    # ---------------- memory with long audio (eager, the default)
+    if ours is not None and "timed" in sf and args.memory_seconds and args.memory_seconds > 0 and left() < 120:
         sf["memory_run_skipped"] = f"budget: {left():.0f} s left"
         log(f"SonicFlow: memory run skipped ({sf['memory_run_skipped']})")
     elif ours is not None and "timed" in sf and args.memory_seconds and args.memory_seconds > 0:
@@ -587,33 +674,36 @@ def main(argv=None) -> int:
             log(f"SonicFlow: memory run failed: {sf['memory_run_error']}")
         save()
 
-    # free SonicFlow's GPU memory: the official side gets the GPU to itself
-    del ours
-    from sonic_core.engines import free_models
-
-    free_models()
-    import gc
-    gc.collect()
-    if cuda:
-        torch.cuda.empty_cache()
-
-    # ---------------- official
-    if args.official and not args.no_official:
-        args.official_timeout = max(30.0, min(args.official_timeout, left() - 10))
-        off = run_official(args, ckpt, image, audio, warm, dtype_name, args.device, workdir)
-        if off.get("ok") and off.get("timed"):
-            add_utilisation(off["timed"], sf.get("unet_call_flops"), peak)
-        res["official"] = off
-        if not off.get("ok"):
-            log(f"official side FAILED (rc {off.get('returncode')}): {off.get('error', '')}")
-        save()
-    else:
-        res["official"] = {"ok": False, "skipped": True}
-
     summarise(res, cuda)
     save()
     log(f"wrote {out_path}")
     return 0
+
+
+def timed_runs(ours: Ours, args, image: str, warm: str | None, audio: str, compile, sf: dict, warm_key: str) -> dict:
+    """A warm-up (1 step, 1 s of audio; compiles the UNet when `compile`), then --repeat timed runs; the least
+    disturbed one, with the peak memory of all of them."""
+    torch = ours.torch
+    label = f"SonicFlow{' compiled' if compile else ''}"
+    if warm:
+        t = time.time()
+        ours.run(image, warm, 1, args.seed, compile)
+        sf[warm_key] = round(time.time() - t, 2)
+        log(f"{label}: warm-up (1 step, 1 s) in {sf[warm_key]} s")
+    if ours.cuda:
+        torch.cuda.reset_peak_memory_stats()
+    runs = []
+    for r in range(args.repeat):
+        log(f"{label}: timed run {r + 1}/{args.repeat}")
+        runs.append(ours.run(image, audio, args.steps, args.seed, compile))
+    timed = min(runs, key=lambda x: x["total_s"])   # the least disturbed run
+    timed["all_totals_s"] = [x["total_s"] for x in runs]
+    timed["min_cpu_time_s"] = min(x["cpu_time_s"] for x in runs)
+    timed["peak_memory_bytes"] = torch.cuda.max_memory_allocated() if ours.cuda else None
+    log(f"{label}: {timed['total_s']:.2f} s for {timed['output_frames']} frames ({timed['video_seconds']:.2f} s of "
+        f"video) = {timed['seconds_per_video_second']:.2f} s per video-second; stages "
+        + json.dumps({k.split(' (')[0]: round(v, 2) for k, v in timed["stages_s"].items()}))
+    return timed
 
 
 def add_utilisation(timed: dict, flops_per_call: int | None, peak: float | None) -> None:
@@ -674,6 +764,15 @@ def summarise(res: dict, cuda: bool) -> None:
         summary["sonicflow_cpu_time_s_per_video_s"] = sf["min_cpu_time_s"] / sf["video_seconds"]
         summary["official_cpu_time_s_per_video_s"] = ot["min_cpu_time_s"] / ot["video_seconds"]
         summary["ratio_cpu_time_official_over_sonicflow"] = ot["min_cpu_time_s"] / sf["min_cpu_time_s"]
+    comp = res.get("sonicflow", {}).get("compiled", {})
+    if comp.get("seconds_per_video_second"):
+        summary["sonicflow_compiled_s_per_video_s"] = comp["seconds_per_video_second"]
+        summary["sonicflow_compiled_peak_bytes"] = comp.get("peak_memory_bytes")
+        summary["sonicflow_compiled_utilisation_sampling"] = comp.get("utilisation_sampling")
+        if summary["official_s_per_video_s"]:
+            r = summary["official_s_per_video_s"] / comp["seconds_per_video_second"]
+            summary["ratio_official_over_sonicflow_compiled"] = r
+            summary["ratio_goal_met"] = summary.get("ratio_goal_met", False) or r >= GOAL_RATIO
     mem = res.get("sonicflow", {}).get("memory_run")
     if mem and mem.get("peak_memory_bytes"):
         summary["sonicflow_peak_bytes_long"] = mem["peak_memory_bytes"]
@@ -712,9 +811,22 @@ def summarise(res: dict, cuda: bool) -> None:
     if fl:
         lines.append(f"one UNet window call: {fl / 1e12:.3f} TFLOP (SonicFlow, FlopCounterMode)"
                      + (f"; official's own count {off['unet_call_flops'] / 1e12:.3f} TFLOP" if off.get("unet_call_flops") else ""))
+    if comp.get("seconds_per_video_second"):
+        lines += [f"{unit + '-s per video-s, compiled':28}{f(comp['seconds_per_video_second']):>14}",
+                  f"{'sampling s, compiled':28}{f(comp.get('sampling_s')):>14}"]
+        if cuda:
+            lines.append(f"{'peak memory, compiled':28}{fmt_gb(comp.get('peak_memory_bytes')):>14}")
+    call = res.get("sonicflow", {}).get("unet_call")
+    if call:
+        lines.append(f"one UNet window call: {call['eager']['median_s'] * 1e3:.0f} ms eager, "
+                     f"{call['compiled']['median_s'] * 1e3:.0f} ms compiled ({call['compile_mode']}), "
+                     f"relative difference {call['relative_difference']:.1e}")
     if "ratio_official_over_sonicflow" in summary:
-        r = summary["ratio_official_over_sonicflow"]
-        lines.append(f"ratio official / SonicFlow: {r:.2f}x (goal >= {GOAL_RATIO:g}x: {'met' if r >= GOAL_RATIO else 'NOT met'})")
+        for key, label in (("ratio_official_over_sonicflow", ""), ("ratio_official_over_sonicflow_compiled", ", compiled")):
+            if key in summary:
+                r = summary[key]
+                lines.append(f"ratio official / SonicFlow{label}: {r:.2f}x "
+                             f"(goal >= {GOAL_RATIO:g}x: {'met' if r >= GOAL_RATIO else 'NOT met'})")
     elif not off.get("skipped"):
         lines.append(f"official side failed: {off.get('error') or off.get('returncode')}")
         if off.get("output_tail"):

@@ -172,9 +172,19 @@ def sample_latents(models, image: ImageInputs, samples_16k: np.ndarray, p: Sonic
                    trace=None) -> torch.Tensor:
     """Denoised latents (N, 4, H/8, W/8), float32 on the CPU. trace(name, tensor), if given, receives the
     intermediates under the golden data's names (tests/data/sonic_golden), for parity tests."""
+    # every window has the same shapes: let cuDNN time its convolutions once (not in decode, whose last chunk
+    # has a shape of its own and would be timed again on every video)
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = models.device.type == "cuda"
+    try:
+        return _sample_latents(models, image, samples_16k, p, progress, trace)
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+
+
+def _sample_latents(models, image: ImageInputs, samples_16k: np.ndarray, p: SonicParams, progress,
+                    trace) -> torch.Tensor:
     dev, dt = models.device, models.dtype
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes in every window: let cuDNN pick its fastest convs
     if p.memory_mode == "auto":
         p, _ = resolve_memory(models, image.size, generated_frames(len(samples_16k)), p)
     memory.place(models, "conditioning", p.memory_mode)
@@ -225,7 +235,8 @@ def sample_latents(models, image: ImageInputs, samples_16k: np.ndarray, p: Sonic
                                  cond_tok[idx].to(dev)]).flatten(0, 1)                 # (75, 32, 1024)
             clip = clip_cfg.expand(-1, WINDOW, -1).reshape(3 * WINDOW, 1, -1).to(dt)
             m = buckets[idx].mean(dim=0)
-            ids = torch.tensor([[GEN_FPS, float(m[0]), float(m[1])]], dtype=dt, device=dev).expand(3, -1)
+            # contiguous (not an expand): inputs of one layout keep one torch.compile graph
+            ids = torch.tensor([[GEN_FPS, float(m[0]), float(m[1])]] * 3, dtype=dt, device=dev)
             v = forward(models.unet, sample, t, clip, audio, ids, mask, p.ip_audio_scale).float().cpu()
             u, a, c = v.chunk(3)
             v = u + p.image_guidance * (a - u) + p.audio_guidance * (c - a)
@@ -243,16 +254,22 @@ def sample_latents(models, image: ImageInputs, samples_16k: np.ndarray, p: Sonic
 
 @torch.no_grad()
 def decode(models, latents: torch.Tensor) -> torch.Tensor:
-    """(n, 4, h, w) latents -> (n, 3, H, W) frames in [0, 1], float32 on the CPU (one VAE call)."""
+    """(n, 4, h, w) latents -> (n, 3, H, W) frames in [0, 1], float32 on the models' device (one VAE call)."""
     x = (latents / VAE_SCALE).to(models.device, models.dtype)
     frames = models.vae.decode(x, num_frames=x.shape[0]).sample
-    return (frames.float() * 0.5 + 0.5).clamp(0, 1).cpu()
+    return (frames.float() * 0.5 + 0.5).clamp(0, 1)
 
 
 @torch.no_grad()
 def interpolate(models, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """RIFE middles between frames a[i] and b[i] ((n, 3, H, W) in [0, 1]), fp32 as officially."""
-    return models.rife.middle(a.to(models.device), b.to(models.device)).float().cpu()
+    return models.rife.middle(a.to(models.device), b.to(models.device)).float()
+
+
+def to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """(n, 3, H, W) in [0, 1] -> uint8 (n, H, W, 3) on the CPU. x * 255 truncated, as the official writer's
+    astype(uint8); done where the frames are, so only bytes cross to the CPU."""
+    return (frames * 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
 def iter_frames(models, latents: torch.Tensor, p: SonicParams):
@@ -266,15 +283,13 @@ def iter_frames(models, latents: torch.Tensor, p: SonicParams):
     prev = None  # last frame of the previous chunk, for the middle that bridges two chunks
     for s in range(0, latents.shape[0], p.decode_chunk):
         chunk = decode(models, latents[s:s + p.decode_chunk])
-        out = list(chunk)
+        out = chunk
         if use_rife:
             seq = chunk if prev is None else torch.cat([prev, chunk])
-            mids = interpolate(models, seq[:-1], seq[1:]) if len(seq) > 1 else seq[:0]
-            out, first = [], 0 if prev is None else 1  # position of chunk[0] in seq
-            for k in range(len(chunk)):
-                if k + first > 0:
-                    out.append(mids[k + first - 1])
-                out.append(chunk[k])
-        for f in out:
-            yield (f.permute(1, 2, 0).numpy() * 255).astype(np.uint8)  # truncates, as the official writer
+            if len(seq) > 1:
+                mids = interpolate(models, seq[:-1], seq[1:])
+                # interleave: seq[0], mid0, seq[1], mid1, ..., seq[-1]; seq[0] was yielded with the last chunk
+                both = torch.stack([seq[:-1], mids], dim=1).flatten(0, 1)
+                out = torch.cat([both, seq[-1:]])[0 if prev is None else 1:]
+        yield from to_uint8(out)
         prev = chunk[-1:]

@@ -132,6 +132,15 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torc
     return _merge(out).to(q.dtype)
 
 
+def _context_attention(q: torch.Tensor, attn: nn.Module, context: torch.Tensor) -> torch.Tensor:
+    """Attention of q to `context` through attn's to_k/to_v. Sonic's CLIP context is one token: the softmax over a
+    single key is exactly 1, so every query receives that token's value. That value is returned unexpanded
+    (broadcast by the caller's add), which skips an attention pass over every query and gives the same numbers."""
+    if context.shape[1] == 1:
+        return attn.to_v(context).to(q.dtype)
+    return _sdpa(q, attn.to_k(context), attn.to_v(context), attn.heads)
+
+
 def _self_attention(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     out = _sdpa(attn.to_q(x), attn.to_k(x), attn.to_v(x), attn.heads)
     return attn.to_out[1](attn.to_out[0](out))
@@ -140,7 +149,7 @@ def _self_attention(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def _spatial_cross_attention(attn: nn.Module, x: torch.Tensor, ctx: _Ctx) -> torch.Tensor:
     """x (B*F, h*w, C) attends to the per-frame CLIP context and (masked) audio tokens."""
     q = attn.to_q(x)
-    out = _sdpa(q, attn.to_k(ctx.clip), attn.to_v(ctx.clip), attn.heads)
+    out = _context_attention(q, attn, ctx.clip)
     if ctx.audio is not None and ctx.ip_scale != 0:
         proc = attn.processor
         ip = _sdpa(q, proc.to_k_ip[0](ctx.audio), proc.to_v_ip[0](ctx.audio), attn.heads)
@@ -157,12 +166,12 @@ def _temporal_cross_attention(attn: nn.Module, x: torch.Tensor, ctx: _Ctx) -> to
     bhw, f, c = x.shape
     b = ctx.batch
     q = attn.to_q(x).reshape(b, (bhw // b) * f, c)
-    out = _sdpa(q, attn.to_k(ctx.clip_t), attn.to_v(ctx.clip_t), attn.heads)
+    out = _context_attention(q, attn, ctx.clip_t)
     if ctx.audio_t is not None and ctx.ip_scale != 0:
         proc = attn.processor
         ip = _sdpa(q, proc.to_k_ip[0](ctx.audio_t), proc.to_v_ip[0](ctx.audio_t), attn.heads)
         out = out + ctx.ip_scale * ip
-    out = out.reshape(bhw, f, c)
+    out = out.expand(b, q.shape[1], c).reshape(bhw, f, c)
     return attn.to_out[1](attn.to_out[0](out))
 
 
