@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--vram-budget-gb", type=float, default=0.0,
                    help="sonic: GPU memory (GiB) it may use; 0 = what is free")
     g.add_argument("--compile", nargs="?", const="default", choices=("default", "max-autotune-no-cudagraphs"),
-                   help="sonic: torch.compile the UNet (the first window compiles, for minutes)")
+                   help="sonic: torch.compile the UNet and VAE decoder (the first call compiles, for minutes)")
     g.add_argument("--no-crop", action="store_true",
                    help="sonic: animate the whole picture, not the face crop (the official demo.py without --crop)")
     g.add_argument("--frames-dir", help="also write every frame as a lossless PNG into this folder")

@@ -50,15 +50,20 @@ class SonicFlowGenerate:
                                          "tooltip": "Sonic: GPU memory (GiB) it may use; 0 = what is free. A small "
                                          "budget offloads models and may decode fewer frames at a time (then the "
                                          "frames deviate slightly from the official ones; engine_info says so)."}),
+            "compile": ("BOOLEAN", {"default": False, "tooltip": "Sonic on a GPU: torch.compile the UNet and VAE "
+                                    "decoder. The first run compiles for a few minutes; later runs in the same "
+                                    "ComfyUI are about 1.5x faster (for queue workers and batches)."}),
         }}
 
     @user_errors
     def generate(self, predata, engine, inference_steps, dynamic_scale, motion_scale, seed, ip_audio_scale=1.0,
-                 interpolate=True, dtype="auto", paste_back=False, memory_mode="auto", vram_budget_gb=0.0):
+                 interpolate=True, dtype="auto", paste_back=False, memory_mode="auto", vram_budget_gb=0.0,
+                 compile=False):
         frames = generate(predata, engine, inference_steps=inference_steps, dynamic_scale=dynamic_scale,
                           motion_scale=motion_scale, seed=seed, weight_roots=sonic_model_roots(),
                           ip_audio_scale=ip_audio_scale, interpolate=interpolate, dtype=dtype, paste_back=paste_back,
-                          memory_mode=memory_mode, vram_budget_gb=vram_budget_gb, progress=Progress(1))
+                          memory_mode=memory_mode, vram_budget_gb=vram_budget_gb, compile=compile,
+                          progress=Progress(1))
         frames.info["inputs"] = predata.info.get("inputs", {})
         return (frames, frames.fps, audio_to_comfy(predata.audio), frames.info["note"])
 

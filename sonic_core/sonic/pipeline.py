@@ -7,7 +7,8 @@
 * denoised latents and the audio tokens stay on the CPU between windows; decoding, RIFE and the hand-over to the
   encoder stream in chunks, so a 10-minute video never holds its frames at once (`SonicFrames`);
 * GPU memory follows a plan (memory.py): every model on the GPU, or each stage's models moved there only for that
-  stage (`memory_mode` 'offload'), and a VAE decode chunk that fits; the UNet forward can be torch.compile'd.
+  stage (`memory_mode` 'offload'), and a VAE decode chunk that fits; the UNet forward and the VAE decoder can be
+  torch.compile'd.
 Numerically it follows the official order of operations and random draws, so the same weights, inputs and seed
 give the official frames.
 """
@@ -48,24 +49,29 @@ class SonicParams:
     decode_chunk: int = 8          # frames per VAE decode call (official 8; the planner may lower it)
     memory_mode: str = "auto"      # gpu | offload | auto (memory.plan_memory decides)
     vram_budget_gb: float = 0.0    # GiB SonicFlow may use on the GPU; 0 = what is free
-    compile: bool | str = False    # torch.compile the UNet forward: True / 'default' or 'max-autotune-no-cudagraphs'
+    compile: bool | str = False    # torch.compile UNet + VAE decoder: True, "default", "max-autotune-no-cudagraphs"
 
 
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
 _compiled: dict = {}
 
 
-def unet_runner(compile: bool | str):
-    """The UNet forward to call: `unet_forward`, or its torch.compile'd version (compiled once per mode; each new
-    shape or device compiles again, and every window of a run has the same shapes)."""
+def _maybe_compiled(fn, compile: bool | str):
+    """`fn`, or its torch.compile'd version (compiled once per function and mode, for fixed shapes: every window
+    of a run has the same shapes, and so has every full decode chunk)."""
     if not compile:
-        return unet_forward
+        return fn
     mode = "default" if compile is True else compile
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile must be False, True or one of {', '.join(COMPILE_MODES)}, not {compile!r}")
-    if mode not in _compiled:
-        _compiled[mode] = torch.compile(unet_forward, mode=None if mode == "default" else mode)
-    return _compiled[mode]
+    if (fn, mode) not in _compiled:
+        _compiled[fn, mode] = torch.compile(fn, mode=None if mode == "default" else mode, dynamic=False)
+    return _compiled[fn, mode]
+
+
+def unet_runner(compile: bool | str):
+    """The UNet forward to call: `unet_forward`, or its torch.compile'd version."""
+    return _maybe_compiled(unet_forward, compile)
 
 
 def release_compiled() -> None:
@@ -252,11 +258,16 @@ def _sample_latents(models, image: ImageInputs, samples_16k: np.ndarray, p: Soni
     return latents[0]
 
 
+def _vae_decode(vae, x: torch.Tensor) -> torch.Tensor:
+    return vae.decode(x, num_frames=x.shape[0]).sample
+
+
 @torch.no_grad()
-def decode(models, latents: torch.Tensor) -> torch.Tensor:
-    """(n, 4, h, w) latents -> (n, 3, H, W) frames in [0, 1], float32 on the models' device (one VAE call)."""
+def decode(models, latents: torch.Tensor, compile: bool | str = False) -> torch.Tensor:
+    """(n, 4, h, w) latents -> (n, 3, H, W) frames in [0, 1], float32 on the models' device (one VAE call;
+    torch.compile'd when `compile`)."""
     x = (latents / VAE_SCALE).to(models.device, models.dtype)
-    frames = models.vae.decode(x, num_frames=x.shape[0]).sample
+    frames = _maybe_compiled(_vae_decode, compile)(models.vae, x)
     return (frames.float() * 0.5 + 0.5).clamp(0, 1)
 
 
@@ -282,7 +293,9 @@ def iter_frames(models, latents: torch.Tensor, p: SonicParams):
     memory.place(models, "decode", p.memory_mode)
     prev = None  # last frame of the previous chunk, for the middle that bridges two chunks
     for s in range(0, latents.shape[0], p.decode_chunk):
-        chunk = decode(models, latents[s:s + p.decode_chunk])
+        part = latents[s:s + p.decode_chunk]
+        # a last, shorter chunk runs eagerly: compiling it would mean one more compilation per video length
+        chunk = decode(models, part, p.compile if len(part) == p.decode_chunk else False)
         out = chunk
         if use_rife:
             seq = chunk if prev is None else torch.cat([prev, chunk])
