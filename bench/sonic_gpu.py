@@ -4,7 +4,7 @@
     python bench/sonic_gpu.py [--size 512] [--seconds 5] [--steps 25] [--dtype fp16] [--device cuda]
                               [--official-python P --official DIR --official-pythonpath PATHS | --no-official]
                               [--config-dir D] [--checkpoints DIR] [--memory-seconds 60] [--out JSON]
-                              [--memory-mode gpu|offload|auto] [--vram-budget-gb G] [--compile [MODE]]
+                              [--memory-mode gpu|offload|auto] [--vram-budget-gb G] [--compile [MODE]] [--profile]
 
 1. Weights: a full official-layout `checkpoints/` folder with random weights, made by
    `devtools/make_tiny_checkpoints.py --fast` from --config-dir (default bench/sonic_full_config: the real SVD-XT
@@ -15,36 +15,40 @@
    size x size), and the first --seconds of examples/speech.wav (repeated when longer is asked), as 16 kHz WAV.
 3. SonicFlow (this process): the engine's `load_models` at --dtype on --device (--memory-mode: gpu, the
    default, keeps every model there; offload moves each stage's models there for that stage only; the plan,
-   with its decode chunk, is saved with each run); --compile torch.compiles the UNet forward, during the
-   warm-up, so the timed run excludes compilation; `detect_official` + `image_inputs`,
+   with its decode chunk, is saved with each run); `detect_official` + `image_inputs`,
    `sample_latents` (--steps) and every frame of `iter_frames` (RIFE on) as uint8, timed per stage with
    torch.cuda.synchronize() at each boundary (thin wrappers around the pipeline module's functions; nothing of
    the pipeline is changed); peak torch.cuda.max_memory_allocated; FLOPs of one UNet window call (3 x 25 frames)
    counted once with torch.utils.flop_counter.FlopCounterMode, outside the timed run, times the number of UNet
    calls, over the sampling time and the GPU's dense fp16/bf16 peak -> utilisation. One warm-up first (1 step,
-   1 s of audio), on both sides.
+   1 s of audio), on both sides. --profile adds the GPU time of one eager UNet call by kernel (torch.profiler).
 4. Official (a subprocess, `devtools/official_bench.py`, with its own PYTHONPATH: diffusers 0.29,
    transformers 4.43, huggingface_hub 0.23 cannot share a process with ours): same weights folder, image, audio,
    steps, size, dtype and seed; `Sonic.process` timed the same way, its peak memory read inside that process.
    If it fails, SonicFlow's numbers are still printed and saved, with the official error's tail.
-5. Memory for long audio: SonicFlow once more with --memory-seconds of audio (default 60 on a GPU) and 1 step
+5. --compile [MODE]: one UNet window call eager against torch.compile'd (compilation timed, outputs compared), then
+   SonicFlow's whole run again with `compile` on (UNet and full VAE decode chunks; compiled during its warm-up, so
+   the timed run excludes compilation).
+6. Memory for long audio: SonicFlow once more (eager) with --memory-seconds of audio (default 60 on a GPU) and 1 step
    (steps do not change memory: the latents wait on the CPU between steps), peak memory measured; plus a
    projection from the timed clip's peak (per-frame tensors that grow with the audio).
 Printed and written (default bench/results/sonic_gpu.json): GPU-seconds per second of video for both, their
 ratio (goal >= 3), peak memory (goal <= 12 GB for 60 s), utilisation. The JSON is rewritten after every phase,
-so a run cut short keeps what it measured. Order: weights, SonicFlow (load, FLOP count, warm-up, timed run,
-memory run), SonicFlow's models freed, official (load, warm-up, timed run, FLOP count of its own UNet call).
+so a run cut short keeps what it measured. Order: weights, SonicFlow (load, FLOP count, profile, warm-up, timed
+run), official (load, warm-up, timed run, FLOP count of its own UNet call; SonicFlow's models stay loaded, idle),
+SonicFlow compiled, memory run.
 
 On a lent GPU machine (no network, no diffusers/librosa/omegaconf/PyAV there): run `devtools/prepare_gpu_carry.sh`
 here first (wheels into .whl/ and .whl_official/, the official code into .official/, all three ignored), then
-carry those three folders and run (timeout_s 480; about 4-5 minutes on one H100):
+carry those three folders and run (timeout_s 590; about 6.5 minutes on one H200 with --compile, 2.5 of them
+compiling):
 
     set -o pipefail; export PYTHONUNBUFFERED=1; python3 -m pip install -q --no-index --no-deps --no-compile \
       --no-cache-dir --target /tmp/site .whl/*.whl && python3 -m pip install -q --no-index --no-deps --no-compile \
       --no-cache-dir --target /tmp/offsite .whl_official/*.whl || exit 3; PYTHONPATH=/tmp/site:$PWD python3 \
       bench/sonic_gpu.py --size 512 --seconds 5 --steps 25 --dtype fp16 --device cuda --official .official \
-      --official-python python3 --official-pythonpath /tmp/offsite --memory-seconds 60 --budget-s 390 \
-      --out $OUT/sonic_gpu.json 2>&1 | tee $OUT/sonic_gpu.log
+      --official-python python3 --official-pythonpath /tmp/offsite --memory-seconds 60 --budget-s 545 \
+      --compile --profile --out $OUT/sonic_gpu.json 2>&1 | tee $OUT/sonic_gpu.log
 
 The tiny CPU benchmark (no GPU): `python bench/sonic_gpu.py --config-dir tests/data/sonic_tiny_config --size 64
 --seconds 4 --steps 4 --repeat 3 --official-python /tmp/official-venv/bin/python --official .official`.

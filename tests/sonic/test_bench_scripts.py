@@ -1,0 +1,44 @@
+"""The Sonic benchmarks run end to end at the tiny size on the CPU (on a GPU they run at full size; docs/benchmarks.md),
+so they cannot rot between GPU sessions."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY = os.path.join(ROOT, "tests", "data", "sonic_tiny_config")
+
+
+def _run(script: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, os.path.join(ROOT, "bench", script), *args], cwd=ROOT, timeout=timeout,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_sonic_kernels_times_eager_calls(tmp_path):
+    out = tmp_path / "k.json"
+    r = _run("sonic_kernels.py", "--device", "cpu", "--dtype", "fp32", "--size", "64", "--config-dir", TINY,
+             "--variants", "", "--out", str(out))
+    assert r.returncode == 0, r.stdout[-3000:]
+    res = json.loads(out.read_text())
+    assert res["device_name"] == "cpu"
+    assert res["variants"]["unet-eager"]["median_s"] > 0 and res["variants"]["vae-eager"]["median_s"] > 0
+    assert "unet-eager" in r.stdout
+
+
+@pytest.mark.slow
+def test_sonic_gpu_bench_runs_sonicflow_at_tiny_size(tmp_path):
+    """Weights written in the official layout, then the engine's whole run timed by stage (no official side here:
+    its pinned diffusers/transformers do not install beside ours)."""
+    out = tmp_path / "g.json"
+    r = _run("sonic_gpu.py", "--config-dir", TINY, "--size", "64", "--seconds", "1", "--steps", "1",
+             "--no-official", "--memory-seconds", "0", "--checkpoints", str(tmp_path / "ckpt"), "--out", str(out))
+    assert r.returncode == 0, r.stdout[-3000:]
+    timed = json.loads(out.read_text())["sonicflow"]["timed"]
+    # 1 s of audio: 12 generated frames, 23 with RIFE, one 25-frame window per step
+    assert (timed["generated_frames"], timed["output_frames"], timed["unet_calls"]) == (12, 23, 1)
+    assert timed["seconds_per_video_second"] > 0
+    assert "CPU-s per video-s" in r.stdout
