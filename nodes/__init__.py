@@ -13,7 +13,3 @@ NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in _NODES}
 NODE_DISPLAY_NAME_MAPPINGS = {cls.__name__: f"SonicFlow {cls.TITLE}" for cls in _NODES}
 
 install_examples()
-
-from .routes import register as _register_routes  # noqa: E402 - GET /sonicflow/bridge/state for the canvas panel
-
-_register_routes()

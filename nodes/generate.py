@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..sonic_core import ENGINES, SONIC_DTYPES, generate
-from ..sonic_core.sonic.memory import MODES as MEMORY_MODES
-from ..sonic_core import ArrayFrames
+from ..sonic_core import ENGINES, MEMORY_MODES, SONIC_DTYPES, ArrayFrames, generate
 from .convert import Progress, audio_to_comfy, image_to_numpy, numpy_to_image
 from .errors import SonicFlowNodeError, user_errors
 from .models import sonic_model_roots

@@ -148,7 +148,7 @@ def _fetch_http(url: str, policy: InputPolicy, hops: int = 3) -> bytes:
 def _fetch_s3(url: str, policy: InputPolicy) -> bytes:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from sonic_core.publish.s3 import s3_client
+    from sonic_core import s3_client  # same credentials and endpoint settings as Publish
 
     p = urlparse(url)
     bucket, key = p.netloc, p.path.lstrip("/")

@@ -1,4 +1,4 @@
-"""The bridge at a glance, for ComfyUI's SonicFlow panel (nodes/routes.py): queue depth, workers, dead letters.
+"""The bridge at a glance, for ComfyUI's SonicFlow panel (server_routes.py): queue depth, workers, dead letters.
 
 Read with passive declares on a short-lived connection; when RabbitMQ cannot be reached the answer says so
 (`"broker": "down"` and why) instead of failing, so the panel keeps working while the broker is away.

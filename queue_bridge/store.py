@@ -105,7 +105,7 @@ class S3Store(Store):
     @property
     def client(self):
         if self._client is None:
-            from sonic_core.publish.s3 import s3_client  # same credentials and endpoint settings as Publish
+            from sonic_core import s3_client  # same credentials and endpoint settings as Publish
 
             self._client = s3_client(self.endpoint)
         return self._client

@@ -5,6 +5,7 @@ from ..errors import InputError, MissingWeightsError
 from ..frames import FrameSequence, RenderedFrames
 from ..predata import PreData
 from .sonic_weights import find_weights
+from ..sonic.memory import MODES as MEMORY_MODES  # memory.py imports no torch at module level
 
 ENGINES = ("auto", "sonic", "lite")
 SONIC_DTYPES = ("auto", "fp16", "bf16", "fp32")

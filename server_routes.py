@@ -1,5 +1,6 @@
 """HTTP routes SonicFlow adds to ComfyUI's server (PromptServer.instance.routes), for the canvas extension
-(web/js/sonicflow.js):
+(web/js/sonicflow.js). Registered by the pack's entry (design.md: `__init__.py` holds the optional server routes),
+so nodes/ keeps to sonic_core and the bridge's code is reached only from here:
 
     GET /sonicflow/bridge/state   queue depth, workers, dead letters of the batch bridge (broker "down" when RabbitMQ
                                   cannot be reached: the route still answers 200)
@@ -12,8 +13,7 @@ import asyncio
 
 from aiohttp import web
 
-from ..queue_bridge.config import Settings
-from ..queue_bridge.panel import bridge_state
+from .queue_bridge import Settings, bridge_state
 
 
 async def bridge_state_route(request):
