@@ -34,14 +34,15 @@ from urllib.parse import quote, urlparse
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from .config import ROOT, Settings, split
+from .config import OUT, ROOT, Settings, data_dir, split
 from .inputs import InputPolicy, fetch
 from .jobstore import TERMINAL, JobStore
 from .openapi import PARAMETERS, document
 from .protocol import JobError, make_job
 from .validate import MediaRejected, check_media
 
-PAGES = os.path.join(ROOT, "web", "pages")
+PAGES = data_dir("web", "pages")
+ICON = os.path.join(ROOT, "web", "icon.png")   # the checkout's only: an installed front door has no favicon
 log = logging.getLogger("sonicflow.api")
 
 # HTTP status for the bridge's input codes when the front door fetches a URL itself.
@@ -55,8 +56,7 @@ def _env(name: str, default: str) -> str:
 @dataclass
 class ApiSettings:
     bridge: Settings = field(default_factory=Settings)
-    db_url: str = field(default_factory=lambda: _env("SONICFLOW_API_DB", "sqlite:///" + os.path.join(ROOT, "out", "api",
-                                                                                                     "api.db")))
+    db_url: str = field(default_factory=lambda: _env("SONICFLOW_API_DB", "sqlite:///" + os.path.join(OUT, "api", "api.db")))
     table_prefix: str = field(default_factory=lambda: _env("SONICFLOW_API_TABLE_PREFIX", "sf_"))
     host: str = field(default_factory=lambda: _env("SONICFLOW_API_HOST", "127.0.0.1"))
     port: int = field(default_factory=lambda: int(_env("SONICFLOW_API_PORT", "8190")))
@@ -800,8 +800,8 @@ def make_app(settings: ApiSettings | None = None) -> web.Application:
     r.add_get("/", door.page)
     r.add_get("/jobs", door.page)
     r.add_get("/jobs/{id}", door.page)
-    r.add_get("/favicon.ico", lambda _r: web.FileResponse(os.path.join(ROOT, "web", "icon.png"),
-                                                           headers={"Content-Type": "image/png"}))
+    if os.path.isfile(ICON):
+        r.add_get("/favicon.ico", lambda _r: web.FileResponse(ICON, headers={"Content-Type": "image/png"}))
     r.add_static("/static/", PAGES, show_index=False, follow_symlinks=False)
     return app
 

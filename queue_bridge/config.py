@@ -5,13 +5,24 @@ import os
 from dataclasses import dataclass, field
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A checkout or the ComfyUI pack folder holds workflows/ and web/ at its top; an installed wheel carries them inside
+# this package (pyproject.toml) and writes its outputs under the working directory, not into site-packages.
+CHECKOUT = os.path.isdir(os.path.join(ROOT, "workflows"))
+OUT = os.path.join(ROOT if CHECKOUT else os.getcwd(), "out")
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def data_dir(*checkout_path: str) -> str:
+    """A data folder of the checkout (`web/pages`, `workflows`), or its copy in an installed package."""
+    return os.path.join(ROOT, *checkout_path) if CHECKOUT else os.path.join(_PACKAGE, checkout_path[-1])
+
 
 ENV = {
     "amqp_url": ("SONICFLOW_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
     "comfy": ("SONICFLOW_COMFY_URL", "http://127.0.0.1:8188"),  # comma-separated for several
-    "store": ("SONICFLOW_STORE_URL", "file://" + os.path.join(ROOT, "out", "bridge-store")),
+    "store": ("SONICFLOW_STORE_URL", "file://" + os.path.join(OUT, "bridge-store")),
     "s3_endpoint": ("SONICFLOW_S3_ENDPOINT", ""),
-    "templates": ("SONICFLOW_TEMPLATES", os.path.join(ROOT, "workflows")),
+    "templates": ("SONICFLOW_TEMPLATES", data_dir("workflows")),
     "input_root": ("SONICFLOW_INPUT_ROOT", ""),
     "http_allow": ("SONICFLOW_HTTP_ALLOW", ""),  # comma-separated host globs
     "output_allow": ("SONICFLOW_OUTPUT_ALLOW", ""),  # comma-separated URL prefixes a job may send results to
