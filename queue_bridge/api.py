@@ -343,7 +343,6 @@ class FrontDoor:
         self.loop = None
         self.waiters: dict[str, set] = {}
         self.webhook_wake = None
-        self.key_locks: dict[str, asyncio.Lock] = {}
         self.tasks: list = []
 
     # lifecycle
@@ -589,34 +588,36 @@ class FrontDoor:
             if found is not None:
                 return found
 
-        lock = self.key_locks.setdefault(key["id"], asyncio.Lock())
-        async with lock:
-            used = await asyncio.to_thread(self.store.count_since, key["id"], time.time() - 86400)
-            if used >= key["daily_quota"]:
-                raise ApiError(429, "quota_exceeded", f"this key's quota of {key['daily_quota']} jobs a day is used up",
+        quota_error = ApiError(429, "quota_exceeded", f"this key's quota of {key['daily_quota']} jobs a day is used up",
                                {"Retry-After": "3600"})
-            job_id = uuid.uuid4().hex
-            inputs_view = {}
-            locations = {}
+        # a cheap refusal before anything is stored; insert_job below decides for good (one transaction, so front
+        # doors racing each other cannot together go past the quota)
+        if await asyncio.to_thread(self.store.count_since, key["id"], time.time() - 86400) >= key["daily_quota"]:
+            raise quota_error
+        job_id = uuid.uuid4().hex
+        inputs_view = {}
+        locations = {}
 
-            def put_inputs():
-                for name, c in checked.items():
-                    url = self.objects.put_bytes(f"inputs/{digests[name]}{c.ext}", files[name][0], c.content_type)
-                    locations[name] = {"url": url, "sha256": digests[name]}
-
-            try:
-                await asyncio.to_thread(put_inputs)
-            except JobError as e:
-                raise ApiError(503, "storage_unavailable", e.message, {"Retry-After": "5"}) from None
+        def put_inputs():
             for name, c in checked.items():
-                inputs_view[name] = {"sha256": digests[name], "size": c.size, "content_type": c.content_type,
-                                     **({"width": c.width, "height": c.height} if name == "image" else
-                                        {"duration_s": round(c.duration_s, 3)})}
-            row = {"id": job_id, "key_id": key["id"], "idem_key": idem, "fingerprint": fingerprint,
-                   "status": "accepting", "template": self.s.template, "parameters": params, "inputs": inputs_view,
-                   "webhook_url": hook}
-            inserted = await asyncio.to_thread(self.store.insert_job, row)
-        if not inserted:  # a concurrent request with the same Idempotency-Key won
+                url = self.objects.put_bytes(f"inputs/{digests[name]}{c.ext}", files[name][0], c.content_type)
+                locations[name] = {"url": url, "sha256": digests[name]}
+
+        try:
+            await asyncio.to_thread(put_inputs)
+        except JobError as e:
+            raise ApiError(503, "storage_unavailable", e.message, {"Retry-After": "5"}) from None
+        for name, c in checked.items():
+            inputs_view[name] = {"sha256": digests[name], "size": c.size, "content_type": c.content_type,
+                                 **({"width": c.width, "height": c.height} if name == "image" else
+                                    {"duration_s": round(c.duration_s, 3)})}
+        row = {"id": job_id, "key_id": key["id"], "idem_key": idem, "fingerprint": fingerprint,
+               "status": "accepting", "template": self.s.template, "parameters": params, "inputs": inputs_view,
+               "webhook_url": hook}
+        outcome = await asyncio.to_thread(self.store.insert_job, row, key["daily_quota"])
+        if outcome == "over_quota":  # inputs stay stored: content-addressed, the next accepted job reuses them
+            raise quota_error
+        if outcome == "duplicate":  # a concurrent request with the same Idempotency-Key won
             found = await self._replay(key, idem, fingerprint, request)
             if found is not None:
                 return found

@@ -172,8 +172,11 @@ class JobStore:
             d[c] = json.loads(d[c]) if d[c] else None
         return d
 
-    def insert_job(self, job: dict) -> bool:
-        """Insert a job row; False when (key_id, idem_key) already exists (an idempotent retry)."""
+    def insert_job(self, job: dict, daily_quota: int | None = None) -> str:
+        """Insert a job row: 'inserted'; 'duplicate' when (key_id, idem_key) already exists (an idempotent retry);
+        'over_quota' when the key already has `daily_quota` jobs in the last 24 h. The count and the insert are one
+        transaction that holds the key's lock (PostgreSQL: the key's row; SQLite: the database's write lock), so
+        several front-door processes cannot together go past a quota."""
         now = time.time()
         row = {**{c: None for c in JOB_COLUMNS}, "progress": 0.0, "webhook_attempts": 0, "created_at": now,
                "updated_at": now, "seq": 1, **job}
@@ -181,13 +184,26 @@ class JobStore:
             row[c] = json.dumps(row[c]) if row[c] is not None else None
         cols = ", ".join(JOB_COLUMNS)
         marks = ", ".join("?" for _ in JOB_COLUMNS)
-        try:
-            self.execute(f"INSERT INTO {{p}}jobs ({cols}) VALUES ({marks})", tuple(row[c] for c in JOB_COLUMNS))
-            return True
-        except Exception as e:  # noqa: BLE001 - sqlite3.IntegrityError / psycopg.errors.UniqueViolation
-            if "unique" in str(e).lower() or "UniqueViolation" in type(e).__name__:
-                return False
-            raise
+        with self._conn() as c:
+            try:
+                c.execute("BEGIN" if self.postgres else "BEGIN IMMEDIATE")
+                if daily_quota is not None:
+                    if self.postgres:
+                        c.execute(self._sql("SELECT id FROM {p}api_keys WHERE id = ? FOR UPDATE"), (row["key_id"],))
+                    used = c.execute(self._sql("SELECT COUNT(*) FROM {p}jobs WHERE key_id = ? AND created_at >= ?"),
+                                     (row["key_id"], now - 86400)).fetchone()[0]
+                    if used >= daily_quota:
+                        c.execute("ROLLBACK")
+                        return "over_quota"
+                c.execute(self._sql(f"INSERT INTO {{p}}jobs ({cols}) VALUES ({marks})"),
+                          tuple(row[col] for col in JOB_COLUMNS))
+                c.execute("COMMIT")
+                return "inserted"
+            except Exception as e:  # noqa: BLE001 - sqlite3.IntegrityError / psycopg.errors.UniqueViolation
+                c.execute("ROLLBACK")
+                if "unique" in str(e).lower() or "UniqueViolation" in type(e).__name__:
+                    return "duplicate"
+                raise
 
     def get_job(self, job_id: str) -> dict | None:
         rows = self.query(f"SELECT {', '.join(JOB_COLUMNS)} FROM {{p}}jobs WHERE id = ?", (job_id,))
