@@ -10,7 +10,7 @@ Forward. `unet_forward` walks the diffusers blocks itself rather than calling th
 differ from diffusers' in three places:
   * every `attn2` attends to the CLIP context (1 token) with `to_q/to_k/to_v` and, with the same queries and
     heads, to the audio tokens with `to_k_ip/to_v_ip`; `out = clip_attn + scale * (audio_attn * mask)`, then
-    `to_out`;
+    `to_out` (with one CLIP token, `clip_attn` is that token's value for every query: it is taken as such);
   * the spatial `attn2` multiply the audio branch by the face mask, bicubic-downsampled to the query grid
     (`downsample_mask`, the exact size rule of diffusers' IPAdapterMaskProcessor); the temporal ones take no mask;
   * the temporal transformer's context (CLIP and audio) is the mean over the window's frames, the same for every
