@@ -39,6 +39,9 @@ def split_key(api_key: str) -> tuple[str, str] | None:
     return (m.group(1), m.group(2)) if m else None
 
 
+COUNT_SINCE = "SELECT COUNT(*) FROM {p}jobs WHERE key_id = ? AND created_at >= ?"  # a key's jobs since a time
+
+
 class JobStore:
     def __init__(self, url: str, table_prefix: str = "sf_", pool_size: int = 4):
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,30}", table_prefix):
@@ -190,8 +193,7 @@ class JobStore:
                 if daily_quota is not None:
                     if self.postgres:
                         c.execute(self._sql("SELECT id FROM {p}api_keys WHERE id = ? FOR UPDATE"), (row["key_id"],))
-                    used = c.execute(self._sql("SELECT COUNT(*) FROM {p}jobs WHERE key_id = ? AND created_at >= ?"),
-                                     (row["key_id"], now - 86400)).fetchone()[0]
+                    used = c.execute(self._sql(COUNT_SINCE), (row["key_id"], now - 86400)).fetchone()[0]
                     if used >= daily_quota:
                         c.execute("ROLLBACK")
                         return "over_quota"
@@ -223,7 +225,7 @@ class JobStore:
         return [self._row(r) for r in self.query(sql + " ORDER BY created_at DESC LIMIT ?", args + (int(limit),))]
 
     def count_since(self, key_id: str, since: float) -> int:
-        return self.query("SELECT COUNT(*) FROM {p}jobs WHERE key_id = ? AND created_at >= ?", (key_id, since))[0][0]
+        return self.query(COUNT_SINCE, (key_id, since))[0][0]
 
     def delete_job(self, job_id: str) -> None:
         self.execute("DELETE FROM {p}jobs WHERE id = ?", (job_id,))
