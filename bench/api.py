@@ -142,8 +142,9 @@ def main() -> int:
             in_queue.add(json.loads(body)["job_id"])
         if last is not None:
             ch.basic_nack(last, multiple=True, requeue=True)
-        Topology(prefix=prefix).delete(ch)
-        ch.queue_delete(f"{prefix}.api.results")
+        topology = Topology(prefix=prefix)
+        topology.delete(ch)
+        ch.queue_delete(topology.api_results_queue)
         conn.close()
 
         print(f"front door, {args.n} uploads of {len(image) + len(audio)} bytes, {args.concurrency} at once, loopback, "

@@ -28,8 +28,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 
-import numpy as np  # noqa: E402
-
 ROOT = os.path.dirname(_HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
@@ -48,32 +46,6 @@ def log(msg: str) -> None:
     print(f"[kernels {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def time_calls(torch, fn, cuda: bool, calls: int = 5):
-    """(first call s, median of `calls` more s, output of the first); CUDA events on a GPU."""
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    sync()
-    t = time.perf_counter()
-    with torch.no_grad():
-        out = fn().float()
-    sync()
-    first = time.perf_counter() - t
-    times = []
-    for _ in range(calls):
-        if cuda:
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-        t = time.perf_counter()
-        with torch.no_grad():
-            fn()
-        if cuda:
-            b.record()
-            b.synchronize()
-            times.append(a.elapsed_time(b) / 1e3)
-        else:
-            times.append(time.perf_counter() - t)
-    return first, float(np.median(times)), out
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=512)
@@ -89,8 +61,9 @@ def main(argv=None) -> int:
     import torch
     from diffusers import AutoencoderKLTemporalDecoder
 
-    from sonic_core.sonic.pipeline import VAE_SCALE, WINDOW, _vae_decode
-    from sonic_core.sonic.unet import build_unet, unet_forward
+    from devtools.unet_call import time_calls, window_inputs
+    from sonic_core.sonic import pipeline as P
+    from sonic_core.sonic.unet import build_unet
 
     dev = torch.device(args.device)
     cuda = dev.type == "cuda"
@@ -117,22 +90,19 @@ def main(argv=None) -> int:
         vae = AutoencoderKLTemporalDecoder(**config("vae")).to(dev, dt).eval().requires_grad_(False)
     log(f"models built on {res['device_name']} in {time.time() - t:.1f} s")
 
-    h = w = args.size // 8
-    g = torch.Generator(device=dev).manual_seed(1)
-    mask = torch.zeros(1, 1, args.size, args.size, device=dev, dtype=dt)
-    mask[..., args.size // 4: 3 * args.size // 4, args.size // 4: 3 * args.size // 4] = 1
-    window = (unet, torch.randn(3, WINDOW, 8, h, w, generator=g, device=dev, dtype=dt),
-              torch.tensor([1.0], device=dev), torch.randn(3 * WINDOW, 1, 1024, generator=g, device=dev, dtype=dt),
-              torch.randn(3 * WINDOW, 32, 1024, generator=g, device=dev, dtype=dt),
-              torch.tensor([[12.5, 30.0, 30.0]] * 3, device=dev, dtype=dt), mask, 1.0)
-    latents = torch.randn(8, 4, h, w, generator=g, device=dev, dtype=dt) / VAE_SCALE
+    window = window_inputs(unet, (args.size, args.size), dev, dt)
+    g = torch.Generator(device="cpu").manual_seed(1)
+    latents = (torch.randn(8, 4, args.size // 8, args.size // 8, generator=g) / P.VAE_SCALE).to(dev, dt)
+    # the pipeline's own runners: eager, or torch.compile'd as `compile=True` does
+    calls = {"unet": lambda run: run(*window), "vae": lambda run: run(vae, latents)}
+    runners = {"unet": P.unet_runner, "vae": P.vae_decoder_runner}
 
     eager = {}
-    for part, fn in (("unet", lambda: unet_forward(*window)), ("vae", lambda: _vae_decode(vae, latents))):
-        first, median, out = time_calls(torch, fn, cuda)
-        eager[part] = (median, out)
-        res["variants"][f"{part}-eager"] = {"median_s": median}
-        log(f"{part} eager: {median * 1e3:.1f} ms")
+    for part, call in calls.items():
+        timed = time_calls(lambda: call(runners[part](False)), cuda)
+        eager[part] = (timed["median_s"], timed["output"])
+        res["variants"][f"{part}-eager"] = {"median_s": timed["median_s"]}
+        log(f"{part} eager: {timed['median_s'] * 1e3:.1f} ms")
     save()
 
     for name in [v for v in args.variants.split(",") if v]:
@@ -142,12 +112,13 @@ def main(argv=None) -> int:
             log(f"{name}: skipped, {left:.0f} s left")
             continue
         torch._dynamo.reset()
+        P.release_compiled()   # each variant compiles afresh, under its own inductor settings
         part = "vae" if name == "vae" else "unet"
-        compiled = torch.compile(_vae_decode if part == "vae" else unet_forward, dynamic=False)
-        call = (lambda: compiled(vae, latents)) if part == "vae" else (lambda: compiled(*window))
+        compiled = runners[part](True)
         try:
             with torch._inductor.config.patch(TUNED if name == "unet-tuned" else {}):
-                first, median, out = time_calls(torch, call, cuda)
+                timed = time_calls(lambda: calls[part](compiled), cuda)
+                first, median, out = timed["first_call_s"], timed["median_s"], timed["output"]
         except Exception as e:  # noqa: BLE001 - the other variants still run
             res["variants"][name] = {"error": f"{type(e).__name__}: {e}"[:2000]}
             log(f"{name}: FAILED {res['variants'][name]['error'][:300]}")

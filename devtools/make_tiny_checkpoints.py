@@ -250,7 +250,6 @@ def build_all(config_dir: str, seed: int) -> dict:
     }
     unet = make_unet(cfg["unet"], seed)
     return {
-        "cfg": cfg,
         "unet": unet,
         "vae": make_vae(cfg["vae"], seed),
         "clip": make_clip(cfg["clip"], seed),
@@ -314,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     global FAST_DEVICE
     FAST_DEVICE = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")) if args.fast else None
-    torch.manual_seed(args.seed)  # only module construction draws from torch; every saved value comes from numpy
+    torch.manual_seed(args.seed)  # module construction draws from torch; saved values from numpy (--fast: torch)
     models = build_all(args.config_dir, args.seed)
     if args.layout in ("official", "both"):
         write_official(models, args.out_dir, args.config_dir)

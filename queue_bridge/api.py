@@ -223,7 +223,7 @@ class Follower(threading.Thread):
         super().__init__(daemon=True, name="follower")
         self.s, self.store, self.on_change = settings, store, on_change
         self.topology = settings.topology()
-        self.results_queue = f"{self.topology.prefix}.api.results"
+        self.results_queue = self.topology.api_results_queue
         self.stop = threading.Event()
         self.connected = False
         self.results_seen = 0

@@ -45,6 +45,8 @@ class Topology:
     def results_queue(self): return f"{self.prefix}.results"
     @property
     def events_exchange(self): return f"{self.prefix}.events"
+    @property
+    def api_results_queue(self): return f"{self.prefix}.api.results"  # the front door's own, declared by it
 
     def retry_queue(self, i: int) -> str:
         return f"{self.prefix}.retry.{i}"

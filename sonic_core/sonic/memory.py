@@ -14,8 +14,8 @@ frames) and 9.845 GB with 60 s (750). The growth, 363 KB per generated frame, is
 fp32 audio tokens that were alive during sampling, so the peak was the UNet window call: 9.595 - 4.997 -
 62 x 0.363 MB = 4.58 GB for 3 x 25 frames of 64 x 64 latents = 7,450 elements per latent pixel and frame
 (UNET_ELEMS; assumed linear in the area, as convolutions and flash attention are; those per-frame tensors are
-now freed or kept on the CPU before sampling, so only the conditioning stage grows with the audio). The VAE decode was never
-measured on its own: it stayed below that peak, so 8 frames at 512 x 512 take under 1,097 elements per output
+now freed or kept on the CPU before sampling, so only the conditioning stage grows with the audio). The VAE
+decode was never measured on its own: it stayed below that peak, so 8 frames at 512 x 512 take under 1,097 elements per output
 pixel and frame; VAE_ELEMS = 1,050 (the decoder's widest full-resolution layers count about 1,000). RIFE (fp32)
 is not calibrated: IFNet keeps about 60 full-resolution channels per frame pair, doubled for temporaries (RIFE_ELEMS).
 Torch's allocator, cuDNN workspaces and fragmentation are covered by a margin of 0.5 GiB + 5 % of the budget.
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 GIB = 2 ** 30
 OFFICIAL_DECODE_CHUNK = 8
 WINDOW_BATCH = 3 * 25          # guidance branches x window frames per UNet call
-UNET_ELEMS = 7500           # per latent pixel per frame in one UNet call
+UNET_ELEMS = 7500              # per latent pixel per frame in one UNet call
 VAE_ELEMS = 1050               # per output pixel per frame, VAE decode (and encode)
 RIFE_ELEMS = 128               # per output pixel per frame pair, fp32
 COND_FIXED = 256 * 2 ** 20     # whisper / CLIP / adapter activations (small at every size)

@@ -74,6 +74,15 @@ def unet_runner(compile: bool | str):
     return _maybe_compiled(unet_forward, compile)
 
 
+def _vae_decode(vae, x: torch.Tensor) -> torch.Tensor:
+    return vae.decode(x, num_frames=x.shape[0]).sample
+
+
+def vae_decoder_runner(compile: bool | str):
+    """The VAE decode to call, `(vae, latents) -> frames in [-1, 1]`: eager, or its torch.compile'd version."""
+    return _maybe_compiled(_vae_decode, compile)
+
+
 def release_compiled() -> None:
     """Drop the compiled forwards (with the models they were traced for)."""
     _compiled.clear()
@@ -258,16 +267,12 @@ def _sample_latents(models, image: ImageInputs, samples_16k: np.ndarray, p: Soni
     return latents[0]
 
 
-def _vae_decode(vae, x: torch.Tensor) -> torch.Tensor:
-    return vae.decode(x, num_frames=x.shape[0]).sample
-
-
 @torch.no_grad()
 def decode(models, latents: torch.Tensor, compile: bool | str = False) -> torch.Tensor:
     """(n, 4, h, w) latents -> (n, 3, H, W) frames in [0, 1], float32 on the models' device (one VAE call;
     torch.compile'd when `compile`)."""
     x = (latents / VAE_SCALE).to(models.device, models.dtype)
-    frames = _maybe_compiled(_vae_decode, compile)(models.vae, x)
+    frames = vae_decoder_runner(compile)(models.vae, x)
     return (frames.float() * 0.5 + 0.5).clamp(0, 1)
 
 

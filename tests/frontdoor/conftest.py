@@ -244,8 +244,9 @@ class FrontDoor:
             from queue_bridge.topology import Topology
 
             conn, ch = self.channel()
-            Topology(prefix=self.prefix).delete(ch)
-            ch.queue_delete(f"{self.prefix}.api.results")
+            topology = Topology(prefix=self.prefix)
+            topology.delete(ch)
+            ch.queue_delete(topology.api_results_queue)
             conn.close()
         except Exception:  # noqa: BLE001
             pass

@@ -9,8 +9,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TINY = os.path.join(ROOT, "tests", "data", "sonic_tiny_config")
+from .conftest import ROOT, TINY_CONFIG as TINY
 
 
 def _run(script: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -46,7 +46,6 @@ function measure(name) {
 }
 
 function describe(seconds) {
-  if (seconds === undefined || seconds === null) return "";
   if (Number.isNaN(seconds)) return "audio: measuring…";
   if (seconds < 0) return "audio: length unknown";
   return `audio: ${seconds.toFixed(2)} s → video ${seconds.toFixed(2)} s`;
