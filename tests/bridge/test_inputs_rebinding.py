@@ -177,6 +177,7 @@ def test_https_connects_to_the_checked_address_with_sni_and_the_certificate_of_t
         with pytest.raises(JobError) as e:
             fetch(f"https://other.rebind.test:{private.port}/img", POLICY)
         assert e.value.code == "input_unavailable"
+        assert "certificate" in e.value.message.lower() or "SSL" in e.value.message, e.value.message
     finally:
         private.close()
         public.close()
