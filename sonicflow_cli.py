@@ -7,7 +7,7 @@ import sys
 
 
 def _generate(args) -> int:
-    from sonic_core.pipeline import make_video
+    from sonic_core import GenerateOptions, make_video, option_fields
 
     last = [-1]
 
@@ -17,18 +17,32 @@ def _generate(args) -> int:
             print(f"  {pct}% ({done}/{total} frames)", file=sys.stderr, flush=True)
             last[0] = pct
 
-    info = make_video(args.image, args.audio, args.out, engine=args.engine, min_resolution=args.min_resolution,
-                      expand_ratio=args.expand_ratio, duration=args.duration, no_face=args.no_face,
-                      inference_steps=args.steps, dynamic_scale=args.dynamic_scale, motion_scale=args.motion_scale,
-                      seed=args.seed, crf=args.crf, preset=args.preset,
-                      weight_roots=[args.checkpoints] if args.checkpoints else [], ip_audio_scale=args.ip_audio_scale,
-                      interpolate=not args.no_interpolate, dtype=args.dtype, device=args.device,
-                      paste_back=args.paste_back, crop_face=not args.no_crop, frames_dir=args.frames_dir, labels=args.labels,
-                      memory_mode=args.memory_mode, vram_budget_gb=args.vram_budget_gb, compile=args.compile or False,
-                      progress=progress)
+    given = {f.name: getattr(args, f.name) for f in option_fields() if getattr(args, f.name) is not None}
+    options = GenerateOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
+    info = make_video(args.image, args.audio, args.out, options, min_resolution=args.min_resolution,
+                      expand_ratio=args.expand_ratio, duration=args.duration, no_face=args.no_face, crf=args.crf,
+                      preset=args.preset, frames_dir=args.frames_dir, labels=args.labels, progress=progress)
     print(json.dumps({"out": args.out, "frames": info.n_frames, "fps": info.fps, "duration": round(info.duration, 3),
                       "size": [info.width, info.height], "engine": json.loads(info.metadata["sonicflow"])["engine"]}))
     return 0
+
+
+def _option_flags(parser) -> None:
+    """`sonicflow generate`'s flags for the generation options, from their declarations (sonic_core.options)."""
+    from sonic_core import option_fields
+
+    for f in option_fields():
+        m = f.metadata
+        help_ = m["help"] + (" (sonic)" if m["sonic"] else "")
+        if isinstance(f.default, bool):
+            flag = m["flag"] or ("--no-" if f.default else "--") + f.name.replace("_", "-")
+            parser.add_argument(flag, dest=f.name, action="store_false" if f.default else "store_true", default=None,
+                                help=("turn off: " if f.default else "") + help_)
+        elif isinstance(f.default, tuple):
+            parser.add_argument(m["flag"], dest=f.name, action="append", type=str, help=help_)
+        else:
+            parser.add_argument(m["flag"] or "--" + f.name.replace("_", "-"), dest=f.name, type=type(f.default),
+                                choices=m["choices"], help=f"{help_} (default {f.default})")
 
 
 def _sync_check(args) -> int:
@@ -225,30 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--image", required=True)
     g.add_argument("--audio", required=True)
     g.add_argument("--out", required=True)
-    g.add_argument("--engine", choices=("auto", "sonic", "lite"), default="auto")
-    g.add_argument("--checkpoints", help="folder with Sonic's weights (official checkpoints/ or models/sonic layout)")
     g.add_argument("--min-resolution", type=int, default=512)
     g.add_argument("--expand-ratio", type=float, default=0.5)
     g.add_argument("--duration", type=float, default=0.0, help="seconds of audio to use; 0 = all")
     g.add_argument("--no-face", choices=("error", "animate_centre"), default="error")
-    g.add_argument("--steps", type=int, default=25)
-    g.add_argument("--dynamic-scale", type=float, default=1.0)
-    g.add_argument("--motion-scale", type=float, default=1.0)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--ip-audio-scale", type=float, default=1.0, help="sonic: strength of the audio attention")
-    g.add_argument("--no-interpolate", action="store_true", help="sonic: no RIFE (12.5 fps)")
-    g.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default="auto", help="sonic: model precision")
-    g.add_argument("--device", default="auto", help="sonic: cpu, cuda, cuda:1 ... (auto: cuda when present)")
-    g.add_argument("--paste-back", action="store_true", help="sonic: put the animated face back into the full picture")
-    g.add_argument("--memory-mode", choices=("auto", "gpu", "offload"), default="auto",
-                   help="sonic: gpu keeps every model on the GPU; offload moves each to the GPU only for its stage "
-                   "(small GPUs); auto picks from the memory available")
-    g.add_argument("--vram-budget-gb", type=float, default=0.0,
-                   help="sonic: GPU memory (GiB) it may use; 0 = what is free")
-    g.add_argument("--compile", nargs="?", const="default", choices=("default", "max-autotune-no-cudagraphs"),
-                   help="sonic: torch.compile the UNet and VAE decoder (the first call compiles, for minutes)")
-    g.add_argument("--no-crop", action="store_true",
-                   help="sonic: animate the whole picture, not the face crop (the official demo.py without --crop)")
+    _option_flags(g)
     g.add_argument("--frames-dir", help="also write every frame as a lossless PNG into this folder")
     g.add_argument("--labels", choices=("visible+metadata", "metadata", "off"), default="visible+metadata",
                    help="AI-content labels: visible 'AI生成' for 2 s + AIGC metadata (default), metadata only, or none")

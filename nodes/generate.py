@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..sonic_core import ENGINES, MEMORY_MODES, SONIC_DTYPES, ArrayFrames, generate
+from ..sonic_core import ArrayFrames, GenerateOptions, generate, option_fields
 from .convert import Progress, audio_to_comfy, image_to_numpy, numpy_to_image
 from .errors import SonicFlowNodeError, user_errors
 from .models import sonic_model_roots
@@ -22,48 +22,31 @@ class SonicFlowGenerate:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "predata": ("SONICFLOW_PREDATA", {"tooltip": "From SonicFlow PreData."}),
-            "engine": (list(ENGINES), {"default": "auto", "tooltip": "auto: sonic when its weights are installed, else lite."}),
-            "inference_steps": ("INT", {"default": 25, "min": 1, "max": 100,
-                                        "tooltip": "Sonic denoising steps (official 25). The lite engine ignores it."}),
-            "dynamic_scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.05,
-                                        "tooltip": "Strength of the motion driven by the audio (lips and face)."}),
-            "motion_scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.05,
-                                       "tooltip": "Head motion on top of dynamic_scale; 1.0 = the model's own; 0 = still head."}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF,
-                             "tooltip": "Same seed + same inputs = the same video. 0 is a seed like any other."}),
-        }, "optional": {
-            "ip_audio_scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.1,
-                                         "tooltip": "Sonic: strength of the audio attention (official 1.0)."}),
-            "interpolate": ("BOOLEAN", {"default": True, "tooltip": "Sonic: RIFE frame interpolation, 12.5 -> 25 fps."}),
-            "dtype": (list(SONIC_DTYPES), {"default": "auto",
-                                           "tooltip": "Sonic: model precision (auto = fp16 on a GPU, fp32 on a CPU)."}),
-            "paste_back": ("BOOLEAN", {"default": False, "tooltip": "Sonic: put the animated face back into the full "
-                                       "picture (off = the official output, the face crop). The lite engine always does."}),
-            "memory_mode": (list(MEMORY_MODES), {"default": "auto", "tooltip": "Sonic GPU memory: gpu keeps every model "
-                            "on the GPU (fastest); offload keeps them in RAM and moves each to the GPU only for its "
-                            "stage (for small GPUs; a little slower); auto picks from the memory available."}),
-            "vram_budget_gb": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1024.0, "step": 0.5,
-                                         "tooltip": "Sonic: GPU memory (GiB) it may use; 0 = what is free. A small "
-                                         "budget offloads models and may decode fewer frames at a time (then the "
-                                         "frames deviate slightly from the official ones; engine_info says so)."}),
-            "compile": ("BOOLEAN", {"default": False, "tooltip": "Sonic on a GPU: torch.compile the UNet and VAE "
-                                    "decoder. The first run compiles for a few minutes; later runs in the same "
-                                    "ComfyUI are about 1.5x faster (for queue workers and batches)."}),
-        }}
+        required = {"predata": ("SONICFLOW_PREDATA", {"tooltip": "From SonicFlow PreData."})}
+        optional = {}
+        for f in option_fields():
+            if f.metadata["canvas"]:
+                (optional if f.metadata["sonic"] else required)[f.name] = _widget(f)
+        return {"required": required, "optional": optional}
 
     @user_errors
-    def generate(self, predata, engine, inference_steps, dynamic_scale, motion_scale, seed, ip_audio_scale=1.0,
-                 interpolate=True, dtype="auto", paste_back=False, memory_mode="auto", vram_budget_gb=0.0,
-                 compile=False):
-        frames = generate(predata, engine, inference_steps=inference_steps, dynamic_scale=dynamic_scale,
-                          motion_scale=motion_scale, seed=seed, weight_roots=sonic_model_roots(),
-                          ip_audio_scale=ip_audio_scale, interpolate=interpolate, dtype=dtype, paste_back=paste_back,
-                          memory_mode=memory_mode, vram_budget_gb=vram_budget_gb, compile=compile,
-                          progress=Progress(1))
+    def generate(self, predata, **inputs):
+        options = GenerateOptions(weight_roots=tuple(sonic_model_roots()), **inputs)
+        frames = generate(predata, options, progress=Progress(1))
         frames.info["inputs"] = predata.info.get("inputs", {})
         return (frames, frames.fps, audio_to_comfy(predata.audio), frames.info["note"])
+
+
+def _widget(f) -> tuple:
+    """A ComfyUI input from an option's declaration (sonic_core.options)."""
+    m = f.metadata
+    tip = m["help"][0].upper() + m["help"][1:] + "." + (" Sonic only." if m["sonic"] else "")
+    if m["choices"]:
+        return (list(m["choices"]), {"default": f.default, "tooltip": tip})
+    kind = {bool: "BOOLEAN", int: "INT", float: "FLOAT"}[type(f.default)]
+    spec = {"default": f.default, "tooltip": tip}
+    spec.update({k: m[k] for k in ("min", "max", "step") if m[k] is not None})
+    return (kind, spec)
 
 
 class SonicFlowFramesToImages:

@@ -1,22 +1,40 @@
 """SonicFlow's inference core: media in and out, PreData, engines, publishing. Never imports ComfyUI.
 
-Other parts import these names from here, not from the modules below.
+Other parts import these names from here, not from the modules below. Names load on first use (PEP 562), so a
+process that needs one of them (the bridge needs `s3_client`) does not load torch, OpenCV or PyAV with it.
 """
-from .engines import ENGINES, MEMORY_MODES, SONIC_DTYPES, free_models, generate
-from .errors import InputError, MissingWeightsError, SonicFlowError, StorageError
-from .frames import ArrayFrames, FrameSequence, RenderedFrames
-from .media.audio import Audio, load_audio
-from .media.encode import PRESETS, VideoInfo, encode_mp4, probe_video
-from .media.image import load_image
-from .pipeline import make_video
-from .predata import NO_FACE_MODES, PreData, prepare
-from .provenance import provenance_metadata, read_provenance
-from .publish import SINKS, Published, publish_local
-from .publish.labels import LABEL_MODES, check_labels, label_frames_and_metadata
-from .publish.s3 import publish_s3, s3_client
-from .sync import SyncReport, measure_sync
+from __future__ import annotations
 
-__all__ = ["ENGINES", "MEMORY_MODES", "SONIC_DTYPES", "free_models", "generate", "InputError", "MissingWeightsError", "SonicFlowError", "StorageError", "ArrayFrames",
-           "FrameSequence", "RenderedFrames", "Audio", "load_audio", "PRESETS", "VideoInfo", "encode_mp4",
-           "probe_video", "load_image", "make_video", "NO_FACE_MODES", "PreData", "prepare", "provenance_metadata",
-           "read_provenance", "SINKS", "Published", "publish_local", "publish_s3", "s3_client", "LABEL_MODES", "check_labels", "label_frames_and_metadata", "SyncReport", "measure_sync"]
+import importlib
+
+_WHERE = {
+    ".engines": ("free_models", "generate"),
+    ".options": ("GenerateOptions", "MEMORY_MODES", "SONIC_DTYPES", "option_fields"),
+    ".errors": ("InputError", "MissingWeightsError", "SonicFlowError", "StorageError"),
+    ".frames": ("ArrayFrames", "FrameSequence", "RenderedFrames"),
+    ".media.audio": ("Audio", "load_audio"),
+    ".media.encode": ("PRESETS", "VideoInfo", "encode_mp4", "probe_video"),
+    ".media.image": ("load_image",),
+    ".video": ("make_video",),
+    ".predata": ("NO_FACE_MODES", "PreData", "prepare"),
+    ".provenance": ("provenance_metadata", "read_provenance"),
+    ".publish": ("SINKS", "Published", "publish_local"),
+    ".publish.labels": ("LABEL_MODES", "check_labels", "label_frames_and_metadata"),
+    ".publish.s3": ("publish_s3", "s3_client"),
+    ".sync": ("SyncReport", "measure_sync"),
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from ..frames import FrameSequence
+from ..options import GenerateOptions
 from ..predata import PreData, frame_count, square_crop
 
 _cache: dict = {}
@@ -87,12 +88,6 @@ class SonicFrames(FrameSequence):
         for _ in range(i, self.n_frames):
             yield self._paste(last)
 
-    def frame(self, i: int) -> np.ndarray:
-        for k, f in enumerate(self):
-            if k == i:
-                return f
-        raise IndexError(i)
-
 
 def _paste_back(image: np.ndarray, crop: tuple[int, int, int, int]):
     """Put the animated crop back into the full picture, feathered over the crop's outer 6 %."""
@@ -113,19 +108,30 @@ def _paste_back(image: np.ndarray, crop: tuple[int, int, int, int]):
     return paste
 
 
-def generate_sonic(pre: PreData, params, roots: list[str], *, device: str = "auto", dtype: str = "auto",
-                   paste_back: bool = False, crop_face: bool = True, progress=None) -> SonicFrames:
-    """crop_face=False animates the whole picture, as the official demo.py does without --crop."""
+def sampler_params(options: GenerateOptions):
+    """The sampler's parameters for these options."""
+    from ..sonic.pipeline import SonicParams
+
+    return SonicParams(inference_steps=options.inference_steps, dynamic_scale=options.dynamic_scale,
+                       motion_scale=options.motion_scale, seed=options.seed, ip_audio_scale=options.ip_audio_scale,
+                       interpolate=options.interpolate, memory_mode=options.memory_mode,
+                       vram_budget_gb=options.vram_budget_gb, compile=options.compiled)
+
+
+def generate_sonic(pre: PreData, options: GenerateOptions, progress=None) -> SonicFrames:
+    """options.crop_face=False animates the whole picture, as the official demo.py does without --crop."""
     from ..sonic.pipeline import detect_official, generated_frames, image_inputs, resolve_memory, sample_latents
 
-    models = load_models(roots, device, dtype, params.interpolate, params.memory_mode)
+    params = sampler_params(options)
+    roots = list(options.weight_roots)
+    models = load_models(roots, options.device, options.dtype, params.interpolate, params.memory_mode)
     h, w = pre.image.shape[:2]
     f = pre.face
     box = detect_official(models, pre.image)
     if box is None:  # yoloface found nothing: the weight-free finder's face stands in (the official code crashes)
         box = (f.x0, f.y0, f.width, f.height)
     box_xyxy = (box[0], box[1], box[0] + box[2], box[1] + box[3])
-    crop = square_crop(box_xyxy, w, h, pre.expand_ratio) if crop_face else (0, 0, w, h)
+    crop = square_crop(box_xyxy, w, h, pre.expand_ratio) if options.crop_face else (0, 0, w, h)
     x0, y0, x1, y1 = crop
     cropped = np.ascontiguousarray(pre.image[y0:y1, x0:x1])
     inner = detect_official(models, cropped)
@@ -136,11 +142,10 @@ def generate_sonic(pre: PreData, params, roots: list[str], *, device: str = "aut
     # planned once, so that sampling and decoding follow the same plan
     params, plan = resolve_memory(models, inputs.size, generated_frames(len(samples)), params)
     latents = sample_latents(models, inputs, samples, params, progress)
-    info = {"engine": "sonic", "params": {k: getattr(params, k) for k in ("inference_steps", "dynamic_scale",
-            "motion_scale", "seed", "ip_audio_scale", "interpolate", "compile")}, "dtype": str(models.dtype),
-            "device": str(models.device), "crop": list(crop), "paste_back": paste_back, "memory": plan.info(),
+    info = {"engine": "sonic", "params": {**options.common_params(), **options.sonic_params()},
+            "dtype": str(models.dtype), "device": str(models.device), "crop": list(crop), "memory": plan.info(),
             "face_found": pre.face_found, "note": "sonic engine" + (f" ({plan.note})" if plan.note else "")}
     n = frame_count(pre.duration, 25.0 if params.interpolate else 12.5)
-    if paste_back:
+    if options.paste_back:
         return SonicFrames(models, latents, params, n, (w, h), _paste_back(pre.image, crop), info)
     return SonicFrames(models, latents, params, n, inputs.size, lambda fr: fr, info)

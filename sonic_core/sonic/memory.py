@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..options import MEMORY_MODES
+
 GIB = 2 ** 30
 OFFICIAL_DECODE_CHUNK = 8
 WINDOW_BATCH = 3 * 25          # guidance branches x window frames per UNet call
@@ -33,7 +35,6 @@ RIFE_ELEMS = 128               # per output pixel per frame pair, fp32
 COND_FIXED = 256 * 2 ** 20     # whisper / CLIP / adapter activations (small at every size)
 COND_PER_FRAME = 363_000       # whisper states + fp32 audio tokens per generated frame (measured)
 MARGIN_FIXED, MARGIN_FRACTION = GIB // 2, 0.05
-MODES = ("auto", "gpu", "offload")
 
 # The models each stage runs; 'gpu' keeps them all on the device. The face detector (about 85 MB) never moves.
 STAGES = {
@@ -110,8 +111,8 @@ def plan_memory(weights: dict[str, int], size_wh: tuple[int, int], dtype_bytes: 
     margin (None: no GPU; everything stays on the compute device). `mode` 'gpu'/'offload' forces the
     placement; the decode chunk is still planned. Prefers, in order: gpu at the official chunk, offload at the
     official chunk, offload at the largest chunk that fits."""
-    if mode not in MODES:
-        raise ValueError(f"memory_mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if mode not in MEMORY_MODES:
+        raise ValueError(f"memory_mode must be one of {', '.join(MEMORY_MODES)}, not {mode!r}")
 
     def estimate(m: str, chunk: int) -> dict[str, int]:
         return stage_bytes(weights, size_wh, dtype_bytes, n_frames, m, chunk, rife)

@@ -169,6 +169,7 @@ def test_offload_equals_gpu_bit_for_bit(tiny_models, tiny_inputs):
 def test_engine_offload_then_free_models(tiny_root):
     from sonic_core.engines import sonic as engine
     from sonic_core.engines import free_models, generate
+    from sonic_core.options import GenerateOptions
     from sonic_core.media.audio import load_audio
     from sonic_core.media.image import load_image
     from sonic_core.predata import prepare
@@ -176,13 +177,13 @@ def test_engine_offload_then_free_models(tiny_root):
     golden = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "sonic_golden")
     pre = prepare(load_image(os.path.join(golden, "input_image.png")),
                   load_audio(os.path.join(golden, "input_audio.wav")), min_resolution=64, duration=2.0)
-    frames = generate(pre, "sonic", inference_steps=1, weight_roots=[tiny_root], device="cpu",
-                      memory_mode="offload", vram_budget_gb=4.0)
+    options = GenerateOptions(engine="sonic", inference_steps=1, weight_roots=(tiny_root,), device="cpu",
+                              memory_mode="offload", vram_budget_gb=4.0)
+    frames = generate(pre, options)
     first = list(frames)
     assert frames.info["memory"]["mode"] == "offload" and len(first) == len(frames)
     assert engine._cache and free_models() and not engine._cache
-    again = list(generate(pre, "sonic", inference_steps=1, weight_roots=[tiny_root], device="cpu",
-                          memory_mode="gpu"))
+    again = list(generate(pre, options.replace(memory_mode="gpu")))
     # reloaded weights sit at other addresses, which can change the CPU kernels' last bits
     assert max(int(np.abs(a.astype(int) - b).max()) for a, b in zip(first, again)) <= 2
     assert free_models() and not free_models()

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from sonic_core.engines import generate
+from sonic_core.options import GenerateOptions
 from sonic_core.engines.sonic_weights import find_weights
 from sonic_core.errors import InputError, MissingWeightsError
 from sonic_core.media.audio import load_audio
@@ -43,7 +44,7 @@ def _comfy(tmp_path):
 
 def test_sonic_without_weights_lists_what_is_missing(pre, tmp_path):
     with pytest.raises(MissingWeightsError) as e:
-        generate(pre, "sonic", weight_roots=[str(tmp_path)])
+        generate(pre, GenerateOptions(engine="sonic", weight_roots=(str(tmp_path),)))
     msg = str(e.value)
     assert e.value.code == "missing_weights" and str(tmp_path) in msg
     for name in SONIC_FILES[:-1] + ["whisper-tiny", "stable-video-diffusion", "svd_xt"]:
@@ -88,7 +89,7 @@ def test_only_the_missing_file_is_listed(tmp_path):
 
 
 def test_auto_falls_back_to_lite(pre, tmp_path):
-    frames = generate(pre, "auto", weight_roots=[str(tmp_path)])
+    frames = generate(pre, GenerateOptions(engine="auto", weight_roots=(str(tmp_path),)))
     assert frames.engine == "lite" and frames.info["engine"] == "lite"
     note = frames.info["note"]
     assert note.startswith("auto: used the lite engine") and "Sonic weights are missing" in note
@@ -100,18 +101,18 @@ def test_auto_falls_back_to_lite(pre, tmp_path):
 
 def test_auto_with_unusable_weights_falls_back_and_sonic_says_why(pre, tmp_path):
     root = _official(tmp_path)  # every file present, but empty
-    frames = generate(pre, "auto", weight_roots=[root])
+    frames = generate(pre, GenerateOptions(engine="auto", weight_roots=(root,)))
     assert frames.engine == "lite" and "unusable" in frames.info["note"]
     with pytest.raises(MissingWeightsError, match="unet.pth"):
-        generate(pre, "sonic", weight_roots=[root])
+        generate(pre, GenerateOptions(engine="sonic", weight_roots=(root,)))
 
 
 def test_lite_is_plain_lite(pre):
-    frames = generate(pre, "lite")
+    frames = generate(pre, GenerateOptions(engine="lite"))
     assert frames.engine == "lite" and frames.info["note"] == "lite engine"
 
 
 def test_unknown_engine(pre):
     with pytest.raises(InputError) as e:
-        generate(pre, "wav2lip")
+        generate(pre, GenerateOptions(engine="wav2lip"))
     assert e.value.input_name == "engine" and "auto, sonic, lite" in str(e.value) and "Fix:" in str(e.value)

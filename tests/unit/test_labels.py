@@ -7,7 +7,7 @@ import av
 import numpy as np
 import pytest
 
-from sonic_core import check_labels, make_video
+from sonic_core import GenerateOptions, check_labels, make_video
 from sonic_core.publish.labels import aigc_metadata, overlay_for
 
 FIELDS = ["Label", "ContentProducer", "ProduceID", "ReservedCode1", "ContentPropagator", "PropagateID", "ReservedCode2"]
@@ -19,7 +19,7 @@ def videos(tmp_path_factory, example_image, example_audio):
     paths = {}
     for mode in ("visible+metadata", "metadata", "off"):
         paths[mode] = str(out / f"{mode.replace('+', '_')}.mp4")
-        make_video(example_image, example_audio, paths[mode], engine="lite", duration=3.0, labels=mode)
+        make_video(example_image, example_audio, paths[mode], GenerateOptions(engine="lite"), duration=3.0, labels=mode)
     return paths
 
 
