@@ -17,6 +17,7 @@ SQLite or PostgreSQL (queue_bridge.jobstore). Never imports torch.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
@@ -36,8 +37,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from .config import OUT, ROOT, Settings, data_dir, split
 from .inputs import InputPolicy, fetch
-from .jobstore import TERMINAL, JobStore
+from .jobstore import TERMINAL, JobStore, StoreUnavailable
 from .openapi import PARAMETERS, document
+from .pools import Pool, Slots
 from .protocol import JobError, make_job
 from .validate import MediaRejected, check_media
 
@@ -73,6 +75,11 @@ class ApiSettings:
     webhook_delays: tuple = field(default_factory=lambda: tuple(float(x) for x in split(_env(
         "SONICFLOW_API_WEBHOOK_DELAYS", "5,30,120,600,1800,3600"))))
     publishers: int = field(default_factory=lambda: int(_env("SONICFLOW_API_PUBLISHERS", "4")))
+    # URL inputs: threads of their own, at most `fetch_per_key` at once per API key, each bounded in time and rate
+    fetch_threads: int = field(default_factory=lambda: int(_env("SONICFLOW_API_FETCH_THREADS", "8")))
+    fetch_per_key: int = field(default_factory=lambda: int(_env("SONICFLOW_API_FETCH_PER_KEY", "2")))
+    fetch_deadline_s: float = field(default_factory=lambda: float(_env("SONICFLOW_API_FETCH_DEADLINE_S", "60")))
+    fetch_min_kbps: float = field(default_factory=lambda: float(_env("SONICFLOW_API_FETCH_MIN_KBPS", "64")))
     link_ttl_days: int = 7
     read_rate_per_min: float = 1200.0
     follow: bool = True  # consume results and progress from RabbitMQ
@@ -89,6 +96,14 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
     if field_:
         body["error"]["field"] = field_
     return web.json_response(body, status=status, headers=headers)
+
+
+def _fetches_refused(scope: str) -> "ApiError":
+    if scope == "key":
+        return ApiError(429, "too_many_fetches", "this key already has URL inputs being fetched; wait for them, or "
+                                                 "upload the files (multipart)", {"Retry-After": "10"})
+    return ApiError(503, "busy", "the front door is fetching as many URL inputs as it can; retry shortly, or upload "
+                                 "the files (multipart)", {"Retry-After": "10"})
 
 
 def _iso(t: float | None) -> str | None:
@@ -332,7 +347,11 @@ class FrontDoor:
         from .template import TemplateLibrary
 
         self.s = settings
-        self.store = JobStore(settings.db_url, settings.table_prefix)
+        self.store = JobStore(settings.db_url, settings.table_prefix, name=f"sonicflow api {os.getpid()}")
+        self.db = Pool("db", self.store.pool_size)
+        self.work = Pool("work", max(2, os.cpu_count() or 2))  # media checks and the object store
+        self.fetches = Pool("fetch", settings.fetch_threads)
+        self.fetch_slots = Slots(settings.fetch_per_key, settings.fetch_threads, _fetches_refused)
         self.objects = open_store(settings.bridge.store_url, settings.bridge.s3_endpoint)
         self.links = Links(self.store.server_secret(), settings.link_ttl_days)
         self.templates = TemplateLibrary(settings.bridge.templates)
@@ -355,7 +374,7 @@ class FrontDoor:
         if self.s.follow:
             self.follower = Follower(self.s.bridge, self.store, self._changed_threadsafe)
             self.follower.start()
-        self.deliverer = Deliverer(self.store, self.s.webhook_allow, self.s.webhook_delays)
+        self.deliverer = Deliverer(self.store, self.db.run, self.s.webhook_allow, self.s.webhook_delays)
         await self.deliverer.start()
         self.tasks.append(asyncio.create_task(self.deliverer.run(self.webhook_wake)))
 
@@ -369,6 +388,8 @@ class FrontDoor:
             self.follower.join(5)
         await asyncio.to_thread(self.publisher.close)
         self.store.close()
+        for pool in (self.db, self.work, self.fetches):
+            pool.close()
 
     def _changed_threadsafe(self, job_id: str, terminal: bool):
         if self.loop is not None:
@@ -390,7 +411,7 @@ class FrontDoor:
         if not key:
             raise ApiError(401, "unauthorized", "an API key is required: send it as X-API-Key or Authorization: "
                                                 "Bearer", {"WWW-Authenticate": "Bearer"})
-        found = await asyncio.to_thread(self.store.authenticate, key)
+        found = await self.db.run(self.store.authenticate, key)
         if found is None:
             raise ApiError(401, "unauthorized", "the API key is not valid", {"WWW-Authenticate": "Bearer"})
         return found
@@ -474,7 +495,7 @@ class FrontDoor:
                 raise ApiError(400, "bad_field", "metadata: not a JSON object", field="metadata")
         return files, {"parameters": params, "webhook_url": fields.get("webhook_url") or None, "metadata": meta}
 
-    async def read_json(self, request) -> tuple[dict, dict]:
+    async def read_json(self, request, key: dict) -> tuple[dict, dict]:
         raw = await request.content.read(65537)
         if len(raw) > 65536:
             raise ApiError(413, "payload_too_large", "a JSON request is at most 64 KiB (send files as multipart)")
@@ -492,7 +513,7 @@ class FrontDoor:
             url = doc.get(f"{name}_url")
             if not isinstance(url, str) or not url:
                 raise ApiError(400, "missing_field", f"{name}_url: an http(s) URL is required", field=f"{name}_url")
-            files[name] = await self.fetch_url(url, name)
+            files[name] = await self.fetch_url(url, name, key)
         params = doc.get("parameters", {})
         if not isinstance(params, dict):
             raise ApiError(400, "bad_field", "parameters: not a JSON object", field="parameters")
@@ -504,7 +525,7 @@ class FrontDoor:
             raise ApiError(400, "bad_field", "webhook_url: a string", field="webhook_url")
         return files, {"parameters": params, "webhook_url": hook or None, "metadata": meta}
 
-    async def fetch_url(self, url: str, name: str):
+    async def fetch_url(self, url: str, name: str, key: dict):
         """The front door fetches URL inputs itself (the bridge's fetcher: allow-list, address checks after DNS and
         on every redirect, size limit) so it can check their content before anything is queued."""
         scheme = urlparse(url).scheme.lower()
@@ -512,9 +533,11 @@ class FrontDoor:
             raise ApiError(422, "scheme_not_allowed", f"{name}_url: only http(s) URLs are accepted", field=f"{name}_url")
         limit = self.s.max_image_bytes if name == "image" else self.s.max_audio_bytes
         policy = InputPolicy(http_allow=self.s.input_http_allow, max_bytes=limit,
-                             allow_private_networks=self.s.input_allow_private)
+                             allow_private_networks=self.s.input_allow_private, deadline_s=self.s.fetch_deadline_s,
+                             min_rate_bps=self.s.fetch_min_kbps * 1024)
         try:
-            data = await asyncio.to_thread(fetch, url, policy)
+            with self.fetch_slots.take(key["id"]):
+                data = await self.fetches.run(fetch, url, policy)
         except JobError as e:
             raise ApiError(URL_STATUS.get(e.code, 422), e.code, f"{name}_url: {e.message}"[:400],
                            field=f"{name}_url") from None
@@ -554,7 +577,7 @@ class FrontDoor:
         if ctype == "multipart/form-data":
             files, extra = await self.read_multipart(request)
         elif ctype == "application/json":
-            files, extra = await self.read_json(request)
+            files, extra = await self.read_json(request, key)
         else:
             raise ApiError(415, "unsupported_content_type", "send multipart/form-data (files) or application/json "
                                                            "(URLs)")
@@ -564,7 +587,7 @@ class FrontDoor:
             from .webhooks import check_target
 
             try:
-                await asyncio.to_thread(check_target, hook, self.s.webhook_allow)
+                await self.fetches.run(check_target, hook, self.s.webhook_allow)
             except JobError as e:
                 raise ApiError(422, e.code, f"webhook_url: {e.message}", field="webhook_url") from None
 
@@ -577,7 +600,7 @@ class FrontDoor:
             return out
 
         try:
-            checked = await asyncio.to_thread(check_all)
+            checked = await self.work.run(check_all)
         except MediaRejected as e:
             raise ApiError(e.status, e.code, e.message, field=e.field) from None
         digests = {n: hashlib.sha256(files[n][0]).hexdigest() for n in files}
@@ -592,7 +615,7 @@ class FrontDoor:
                                {"Retry-After": "3600"})
         # a cheap refusal before anything is stored; insert_job below decides for good (one transaction, so front
         # doors racing each other cannot together go past the quota)
-        if await asyncio.to_thread(self.store.count_since, key["id"], time.time() - 86400) >= key["daily_quota"]:
+        if await self.db.run(self.store.count_since, key["id"], time.time() - 86400) >= key["daily_quota"]:
             raise quota_error
         job_id = uuid.uuid4().hex
         inputs_view = {}
@@ -604,7 +627,7 @@ class FrontDoor:
                 locations[name] = {"url": url, "sha256": digests[name]}
 
         try:
-            await asyncio.to_thread(put_inputs)
+            await self.work.run(put_inputs)
         except JobError as e:
             raise ApiError(503, "storage_unavailable", e.message, {"Retry-After": "5"}) from None
         for name, c in checked.items():
@@ -614,7 +637,7 @@ class FrontDoor:
         row = {"id": job_id, "key_id": key["id"], "idem_key": idem, "fingerprint": fingerprint,
                "status": "accepting", "template": self.s.template, "parameters": params, "inputs": inputs_view,
                "webhook_url": hook}
-        outcome = await asyncio.to_thread(self.store.insert_job, row, key["daily_quota"])
+        outcome = await self.db.run(self.store.insert_job, row, key["daily_quota"])
         if outcome == "over_quota":  # inputs stay stored: content-addressed, the next accepted job reuses them
             raise quota_error
         if outcome == "duplicate":  # a concurrent request with the same Idempotency-Key won
@@ -627,16 +650,16 @@ class FrontDoor:
         try:
             await self.publisher.publish(doc)
         except Exception as e:  # noqa: BLE001 - NotAccepted, broker down: nothing queued, say so
-            await asyncio.to_thread(self.store.delete_job, job_id)
+            await self.db.run(self.store.delete_job, job_id)
             raise ApiError(503, "queue_unavailable", f"the queue did not take the job ({type(e).__name__}); nothing "
                                                      "was queued, retry later", {"Retry-After": "5"}) from None
-        await asyncio.to_thread(self.store.set_status, job_id, "queued", ("accepting",))
-        job = await asyncio.to_thread(self.store.get_job, job_id)
+        await self.db.run(self.store.set_status, job_id, "queued", ("accepting",))
+        job = await self.db.run(self.store.get_job, job_id)
         view = job_view(job, self.links, self.base(request))
         return web.json_response(view, status=202, headers={"Location": f"/v1/jobs/{job_id}"})
 
     async def _replay(self, key, idem, fingerprint, request):
-        old = await asyncio.to_thread(self.store.job_by_idem, key["id"], idem)
+        old = await self.db.run(self.store.job_by_idem, key["id"], idem)
         if old is None:
             return None
         if old["fingerprint"] != fingerprint:
@@ -649,7 +672,7 @@ class FrontDoor:
 
     async def _own_job(self, request, key) -> dict:
         job_id = request.match_info["id"]
-        job = await asyncio.to_thread(self.store.get_job, job_id) if re.fullmatch(r"[0-9a-f]{32}", job_id) else None
+        job = await self.db.run(self.store.get_job, job_id) if re.fullmatch(r"[0-9a-f]{32}", job_id) else None
         if job is None or job["key_id"] != key["id"] or job["status"] == "accepting":
             raise ApiError(404, "not_found", "no such job for this API key")
         return job
@@ -670,7 +693,7 @@ class FrontDoor:
             raise ApiError(400, "bad_query", "limit must be an integer and before a number") from None
         if not 1 <= limit <= 100 or (before is not None and not (before == before and abs(before) < 1e12)):
             raise ApiError(400, "bad_query", "limit is 1 to 100; before is seconds since the epoch")
-        jobs = await asyncio.to_thread(self.store.list_jobs, key["id"], limit, before)
+        jobs = await self.db.run(self.store.list_jobs, key["id"], limit, before)
         return web.json_response({"jobs": [job_view(j, self.links, self.base(request)) for j in jobs]})
 
     async def events(self, request):
@@ -704,7 +727,7 @@ class FrontDoor:
                 except asyncio.TimeoutError:
                     quiet += 1.0
                 ev.clear()
-                job = await asyncio.to_thread(self.store.get_job, job["id"])
+                job = await self.db.run(self.store.get_job, job["id"])
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -716,7 +739,7 @@ class FrontDoor:
     async def get_file(self, request):
         job_id, name = request.match_info["id"], request.match_info["name"]
         self.links.check(job_id, name, request.query.get("exp"), request.query.get("sig"))
-        job = await asyncio.to_thread(self.store.get_job, job_id)
+        job = await self.db.run(self.store.get_job, job_id)
         outputs = ((job or {}).get("result") or {}).get("outputs") or []
         out = next((o for o in outputs if o.get("name") == name), None)
         if out is None:
@@ -737,9 +760,10 @@ class FrontDoor:
             return resp
         if url.startswith("s3://"):
             p = urlparse(url)
-            signed = await asyncio.to_thread(self.objects.client.generate_presigned_url, "get_object", Params={
-                "Bucket": p.netloc, "Key": p.path.lstrip("/"), "ResponseContentDisposition": headers[
-                    "Content-Disposition"]}, ExpiresIn=3600)
+            signed = await self.work.run(functools.partial(
+                self.objects.client.generate_presigned_url, "get_object", Params={
+                    "Bucket": p.netloc, "Key": p.path.lstrip("/"),
+                    "ResponseContentDisposition": headers["Content-Disposition"]}, ExpiresIn=3600))
             raise web.HTTPFound(signed)
         raise web.HTTPFound(url)
 
@@ -747,9 +771,17 @@ class FrontDoor:
         return web.json_response(document())
 
     async def health(self, request):
+        """Ready when the job store answers, the broker is connected (when following) and no pool is backed up."""
         broker = bool(self.follower and self.follower.connected) if self.s.follow else None
-        ok = broker is not False
-        return web.json_response({"status": "ok" if ok else "degraded", "broker": broker}, status=200 if ok else 503)
+        try:
+            await asyncio.wait_for(self.db.run(self.store.ping), 3.0)
+            store = True
+        except Exception:  # noqa: BLE001 - down, or too slow to answer: either way not ready
+            store = False
+        pools = {p.name: p.state() for p in (self.db, self.work, self.fetches)}
+        ok = store and broker is not False and not any(p["backed_up"] for p in pools.values())
+        return web.json_response({"status": "ok" if ok else "degraded", "broker": broker, "store": store,
+                                  "pools": pools}, status=200 if ok else 503)
 
     async def page(self, request):
         name = {"/": "upload.html", "/jobs": "jobs.html"}.get(request.path, "job.html")
@@ -766,6 +798,10 @@ async def errors_middleware(request, handler):
         resp = await handler(request)
     except ApiError as e:
         resp = error_response(e.status, e.code, e.message, e.headers, e.field)
+    except StoreUnavailable as e:
+        log.warning("job store unavailable on %s %s: %s", request.method, request.path, e.__cause__ or e)
+        resp = error_response(503, "store_unavailable", "the job store is unavailable; retry shortly",
+                              {"Retry-After": "5"})
     except web.HTTPRedirection:
         raise
     except web.HTTPException as e:

@@ -10,6 +10,8 @@ import hashlib
 import ipaddress
 import os
 import socket
+import threading
+import time
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urljoin, urlparse
 
@@ -51,6 +53,11 @@ class InputPolicy:
     allow_private_networks: bool = False  # only for tests on loopback; never in production
     max_bytes: int = 200 * 1024 * 1024
     s3_endpoint: str = ""
+    # A server that drips bytes must not hold a fetch (and its thread) for long: the whole fetch, headers included,
+    # has a deadline, and after a grace period the body must keep arriving at a minimum average rate.
+    deadline_s: float = 120.0
+    min_rate_bps: float = 64 * 1024
+    rate_grace_s: float = 5.0
 
 
 def _check_addresses(host: str, port: int, policy: InputPolicy) -> list[str]:
@@ -74,7 +81,60 @@ def _check_addresses(host: str, port: int, policy: InputPolicy) -> list[str]:
     return addresses
 
 
-def _get_pinned(url: str, addresses: list[str]):
+class _Deadline:
+    """Shuts the sockets of one fetch down when its deadline passes, whatever they are waiting for: a per-read
+    timeout alone lets a server that sends one byte just inside it keep a fetch alive for ever."""
+
+    def __init__(self, seconds: float):
+        self.start = time.monotonic()
+        self.at = self.start + seconds
+        self.sockets: list = []
+        self.expired = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - time.monotonic())
+
+    def watch(self, sock) -> None:
+        with self._lock:
+            self.sockets.append(sock)
+            expired = self.expired
+        if expired:
+            self._shutdown(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self.sockets)
+        for sock in sockets:
+            self._shutdown(sock)
+
+    @staticmethod
+    def _shutdown(sock) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _watched(connection_cls, deadline: _Deadline):
+    """A urllib3 connection class whose socket the deadline can shut down."""
+
+    class Watched(connection_cls):
+        def connect(self):
+            super().connect()
+            deadline.watch(self.sock)
+
+    return Watched
+
+
+def _get_pinned(url: str, addresses: list[str], deadline: _Deadline):
     """GET `url` on one of the checked `addresses` (never a fresh DNS lookup), with the URL's own Host header, TLS
     SNI and certificate name. No redirects followed, no environment proxies (a proxy would resolve the name again)."""
     import certifi
@@ -86,7 +146,7 @@ def _get_pinned(url: str, addresses: list[str]):
     if p.username:  # what requests did with user:pass@ in a URL
         headers.update(urllib3.make_headers(basic_auth=f"{unquote(p.username)}:{unquote(p.password or '')}"))
     target = (p.path or "/") + (f"?{p.query}" if p.query else "")
-    timeout = urllib3.Timeout(connect=5, read=30)
+    timeout = urllib3.Timeout(connect=min(5.0, deadline.remaining()), read=min(30.0, deadline.remaining()))
     for i, ip in enumerate(addresses):
         if p.scheme == "https":  # certificate checked against the name, on a connection to the checked address
             pool = urllib3.HTTPSConnectionPool(ip, port, timeout=timeout, retries=False, server_hostname=p.hostname,
@@ -94,6 +154,7 @@ def _get_pinned(url: str, addresses: list[str]):
                                                ca_certs=os.environ.get("REQUESTS_CA_BUNDLE") or certifi.where())
         else:
             pool = urllib3.HTTPConnectionPool(ip, port, timeout=timeout, retries=False)
+        pool.ConnectionCls = _watched(pool.ConnectionCls, deadline)
         try:
             return pool.urlopen("GET", target, headers=headers, redirect=False, preload_content=False,
                                 assert_same_host=False)
@@ -102,7 +163,25 @@ def _get_pinned(url: str, addresses: list[str]):
                 raise
 
 
+def _too_slow(deadline: _Deadline, received: int, policy: InputPolicy) -> bool:
+    elapsed = time.monotonic() - deadline.start
+    return elapsed > policy.rate_grace_s and received < policy.min_rate_bps * (elapsed - policy.rate_grace_s)
+
+
 def _fetch_http(url: str, policy: InputPolicy, hops: int = 3) -> bytes:
+    deadline = _Deadline(policy.deadline_s)
+    try:
+        return _fetch_http_within(url, policy, hops, deadline)
+    finally:
+        deadline.cancel()
+
+
+def _slow(url: str, policy: InputPolicy) -> JobError:
+    return JobError("input_unavailable", f"GET {url}: the server sent too slowly (at least "
+                                         f"{policy.min_rate_bps / 1024:.0f} KiB/s and {policy.deadline_s:g} s in all)")
+
+
+def _fetch_http_within(url: str, policy: InputPolicy, hops: int, deadline: _Deadline) -> bytes:
     import urllib3
 
     for _ in range(hops + 1):
@@ -112,8 +191,10 @@ def _fetch_http(url: str, policy: InputPolicy, hops: int = 3) -> bytes:
             raise JobError("host_not_allowed", f"{host or url} is not on the worker's http allow-list")
         addresses = _check_addresses(host, p.port or (443 if p.scheme == "https" else 80), policy)
         try:
-            r = _get_pinned(url, addresses)
+            r = _get_pinned(url, addresses, deadline)
         except (urllib3.exceptions.HTTPError, OSError) as e:
+            if deadline.expired:
+                raise _slow(url, policy) from None
             raise JobError("input_unavailable", f"GET {url}: {type(e).__name__}: {e}"[:400]) from None
         try:
             location = r.get_redirect_location()
@@ -133,12 +214,21 @@ def _fetch_http(url: str, policy: InputPolicy, hops: int = 3) -> bytes:
                 raise JobError("input_too_large", f"{url}: {declared} bytes > limit {policy.max_bytes}")
             buf = bytearray()
             try:
-                for chunk in r.stream(1 << 16):
+                while True:
+                    chunk = r.read1(1 << 16)  # what has arrived: the rate is checked between reads
+                    if not chunk:
+                        break
                     buf += chunk
                     if len(buf) > policy.max_bytes:
                         raise JobError("input_too_large", f"{url}: more than {policy.max_bytes} bytes")
+                    if _too_slow(deadline, len(buf), policy):
+                        raise _slow(url, policy)
             except (urllib3.exceptions.HTTPError, OSError) as e:
+                if deadline.expired or _too_slow(deadline, len(buf), policy):
+                    raise _slow(url, policy) from None
                 raise JobError("input_unavailable", f"GET {url}: {type(e).__name__}: {e}"[:400]) from None
+            if deadline.expired:  # the deadline shut the socket: what arrived is not the whole file
+                raise _slow(url, policy)
             return bytes(buf)
         finally:
             r.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import queue
 import re
 import secrets
 import sqlite3
@@ -42,44 +41,57 @@ def split_key(api_key: str) -> tuple[str, str] | None:
 COUNT_SINCE = "SELECT COUNT(*) FROM {p}jobs WHERE key_id = ? AND created_at >= ?"  # a key's jobs since a time
 
 
+class StoreUnavailable(Exception):
+    """The database cannot be reached (or did not answer in time); a retry later may succeed."""
+
+
 class JobStore:
-    def __init__(self, url: str, table_prefix: str = "sf_", pool_size: int = 4):
+    def __init__(self, url: str, table_prefix: str = "sf_", pool_size: int = 4, name: str = "sonicflow"):
+        """`name` is the connection's application_name on PostgreSQL (operators see it in pg_stat_activity)."""
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,30}", table_prefix):
             raise ValueError(f"table prefix {table_prefix!r}: use lower-case letters, digits and _")
         self.url, self.p = url, table_prefix
         self.postgres = url.startswith(("postgresql://", "postgres://"))
-        self._pool: queue.Queue = queue.Queue()
-        self._lock = threading.Lock()  # SQLite: one connection, one writer at a time
+        self.pool_size = pool_size
         if self.postgres:
-            import psycopg
+            from psycopg_pool import ConnectionPool
 
-            for _ in range(pool_size):
-                self._pool.put(psycopg.connect(url, autocommit=True))
+            # A real pool: each connection is checked when it is taken, so sessions the server closed (a restart, a
+            # failover, a pooler's idle timeout) are replaced instead of failing every request until a restart.
+            self._pg = ConnectionPool(url, min_size=1, max_size=pool_size, check=ConnectionPool.check_connection,
+                                      kwargs={"autocommit": True, "application_name": name, "connect_timeout": 5},
+                                      timeout=10, open=True, name=name)
         else:
             path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
             if path != ":memory:":
                 import os
 
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._pool.put(conn)
+            self._sqlite = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._sqlite.execute("PRAGMA journal_mode=WAL")
+            self._sqlite.execute("PRAGMA synchronous=NORMAL")
+            self._lock = threading.Lock()  # SQLite: one connection, one writer at a time
         self.create_tables()
 
     # -- plumbing ---------------------------------------------------------------------------------------------------
 
     @contextmanager
     def _conn(self):
-        conn = self._pool.get()
-        try:
-            if self.postgres:
-                yield conn
-            else:
-                with self._lock:
+        if self.postgres:
+            import psycopg
+            from psycopg_pool import PoolTimeout
+
+            try:
+                with self._pg.connection() as conn:
                     yield conn
-        finally:
-            self._pool.put(conn)
+            except (psycopg.OperationalError, PoolTimeout) as e:
+                raise StoreUnavailable(f"the job store's database is unreachable ({type(e).__name__})") from e
+        else:
+            with self._lock:
+                try:
+                    yield self._sqlite
+                except sqlite3.OperationalError as e:  # locked by another writer for longer than the timeout
+                    raise StoreUnavailable(f"the job store's database is busy ({e})") from e
 
     def _sql(self, sql: str) -> str:
         sql = sql.replace("{p}", self.p)
@@ -94,9 +106,15 @@ class JobStore:
         with self._conn() as c:
             return list(c.execute(self._sql(sql), args).fetchall())
 
+    def ping(self) -> None:
+        """Raises unless the database answers (health checks)."""
+        self.query("SELECT 1")
+
     def close(self):
-        while not self._pool.empty():
-            self._pool.get().close()
+        if self.postgres:
+            self._pg.close()
+        else:
+            self._sqlite.close()
 
     def create_tables(self):
         real = "DOUBLE PRECISION" if self.postgres else "REAL"

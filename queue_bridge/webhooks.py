@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import socket
 import time
 from urllib.parse import urlparse
@@ -32,6 +33,7 @@ SIGNATURE_HEADER = "SonicFlow-Signature"
 TIMESTAMP_HEADER = "SonicFlow-Timestamp"
 ID_HEADER = "SonicFlow-Webhook-Id"
 TOLERANCE_S = 300
+log = logging.getLogger("sonicflow.api")
 
 
 def event_id(job_id: str, status: str) -> str:
@@ -110,9 +112,10 @@ def _resolver(allow: list):
 class Deliverer:
     """Sends due webhooks from the job store; one attempt per due job per pass, back-off doubling per failure."""
 
-    def __init__(self, store, allow: list | None = None, delays_s: tuple = (5, 30, 120, 600, 1800, 3600),
+    def __init__(self, store, blocking, allow: list | None = None, delays_s: tuple = (5, 30, 120, 600, 1800, 3600),
                  timeout_s: float = 10.0, poll_s: float = 1.0):
-        self.store, self.allow, self.delays_s = store, list(allow or []), tuple(delays_s)
+        """`blocking(fn, *args)` runs a blocking call (the job store's) off the event loop."""
+        self.store, self.blocking, self.allow, self.delays_s = store, blocking, list(allow or []), tuple(delays_s)
         self.timeout_s, self.poll_s = timeout_s, poll_s
         self.session = None
         self.delivered = 0
@@ -136,17 +139,18 @@ class Deliverer:
                 pass
             wake.clear()
             try:
-                due = await asyncio.to_thread(self.store.due_webhooks, time.time())
+                due = await self.blocking(self.store.due_webhooks, time.time())
                 await asyncio.gather(*(self.deliver(job) for job in due))
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the database may be briefly away; try again next pass
+                log.warning("webhooks: this pass failed; trying again", exc_info=True)
                 await asyncio.sleep(self.poll_s)
 
     async def deliver(self, job: dict) -> None:
         from .api import job_view  # the same document GET /v1/jobs/{id} answers
 
-        secret = await asyncio.to_thread(self.store.key_secret, job["key_id"])
+        secret = await self.blocking(self.store.key_secret, job["key_id"])
         attempts = job["webhook_attempts"] + 1
         payload = {"id": event_id(job["id"], job["status"]), "type": f"job.{job['status']}", "created": time.time(),
                    "data": job_view(job, None)}
@@ -154,25 +158,25 @@ class Deliverer:
         ts = int(time.time())
         error = None
         try:
-            await asyncio.to_thread(check_target, job["webhook_url"], self.allow)
+            await self.blocking(check_target, job["webhook_url"], self.allow)
             async with self.session.post(job["webhook_url"], data=body, allow_redirects=False, headers={
                     "Content-Type": "application/json", "User-Agent": "SonicFlow-Webhook/1",
                     ID_HEADER: payload["id"], TIMESTAMP_HEADER: str(ts),
                     SIGNATURE_HEADER: sign(secret or "", payload["id"], ts, body)}) as r:
                 if 200 <= r.status < 300:
                     self.delivered += 1
-                    await asyncio.to_thread(self.store.webhook_outcome, job["id"], "delivered", attempts, None, None)
+                    await self.blocking(self.store.webhook_outcome, job["id"], "delivered", attempts, None, None)
                     return
                 error = f"HTTP {r.status}"
         except JobError as e:
             error = f"{e.code}: {e.message}"
             if e.code in ("private_address", "scheme_not_allowed"):  # will never succeed: stop now
-                await asyncio.to_thread(self.store.webhook_outcome, job["id"], "refused", attempts, None, error)
+                await self.blocking(self.store.webhook_outcome, job["id"], "refused", attempts, None, error)
                 return
         except Exception as e:  # noqa: BLE001 - network errors: retry later
             error = f"{type(e).__name__}: {e}"[:300]
         if attempts > len(self.delays_s):
-            await asyncio.to_thread(self.store.webhook_outcome, job["id"], "failed", attempts, None, error)
+            await self.blocking(self.store.webhook_outcome, job["id"], "failed", attempts, None, error)
         else:
-            await asyncio.to_thread(self.store.webhook_outcome, job["id"], "pending", attempts,
+            await self.blocking(self.store.webhook_outcome, job["id"], "pending", attempts,
                                     time.time() + self.delays_s[attempts - 1], error)
