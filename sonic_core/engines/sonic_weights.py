@@ -11,7 +11,6 @@ from ..model_files.manifest import MANIFEST, SOURCES, SVD, where_to_get
 WHERE_TO_GET = {s.name: where_to_get(s) for s in SOURCES}
 
 
-
 def _engine_files() -> dict[str, tuple[str, str, str]]:
     """name -> (path in the official checkpoints/ layout, path in ComfyUI_Sonic's models/sonic/ layout, source) for
     every part but SVD's (a folder or a single file, see _svd); the manifest's first file of a part stands for it."""
