@@ -200,6 +200,14 @@ def _convert(args) -> int:
     return 0
 
 
+def _models(args) -> int:
+    from sonic_core.model_files import commands
+
+    if args.action == "check":
+        return commands.check(args.dest, args.layout)
+    return commands.download(args.dest, args.layout, mirror=args.mirror, token=args.token)
+
+
 def _api(args) -> int:
     """The HTTP front door (queue_bridge.api): serve, or manage API keys in its job store."""
     from queue_bridge.api import ApiSettings, run_api
@@ -255,6 +263,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--checkpoints", required=True, help="folder in the official checkpoints/ or models/sonic layout")
     c.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), default="fp16", help="UNet precision")
     c.set_defaults(run=_convert)
+
+    mo = sub.add_parser("models", help="download the Sonic engine's weight files, or check them")
+    mo.add_argument("action", choices=("download", "check"))
+    mo.add_argument("--dest", help="folder: ComfyUI/models/sonic (comfyui layout) or the folder given to "
+                                   "--checkpoints (official layout); default: this ComfyUI's models/sonic, "
+                                   "else ./checkpoints")
+    mo.add_argument("--layout", choices=("comfyui", "official"),
+                    help="comfyui: ComfyUI_Sonic's names; official: jixiaozhong/Sonic's checkpoints/ tree")
+    mo.add_argument("--mirror", help="download: base URL of a Hugging Face mirror (default: $HF_ENDPOINT, else "
+                                     "https://huggingface.co)")
+    mo.add_argument("--token", help="download: Hugging Face token for gated files (better: set HF_TOKEN)")
+    mo.set_defaults(run=_models)
 
     lc = sub.add_parser("label-check", help="read a video's AI-content labels (visible and AIGC metadata)")
     lc.add_argument("video")

@@ -6,24 +6,23 @@ import os
 from dataclasses import dataclass
 
 from ..errors import MissingWeightsError
+from ..model_files.manifest import MANIFEST, SOURCES, SVD, where_to_get
 
-WHERE_TO_GET = {
-    "sonic": "https://huggingface.co/LeonJoe13/Sonic (Sonic/, RIFE/, yoloface_v5m.pt)",
-    "whisper": "https://huggingface.co/openai/whisper-tiny",
-    "svd": "https://huggingface.co/stabilityai/stable-video-diffusion-img2vid-xt (vae/ and image_encoder/, "
-           "or the single file svd_xt.safetensors in models/checkpoints/)",
-}
+WHERE_TO_GET = {s.name: where_to_get(s) for s in SOURCES}
 
-# name -> (path in the official checkpoints/ layout, path in ComfyUI_Sonic's models/sonic/ layout, source)
-FILES = {
-    "unet": ("Sonic/unet.pth", "unet.pth", "sonic"),
-    "audio2token": ("Sonic/audio2token.pth", "audio2token.pth", "sonic"),
-    "audio2bucket": ("Sonic/audio2bucket.pth", "audio2bucket.pth", "sonic"),
-    "yoloface": ("yoloface_v5m.pt", "yoloface_v5m.pt", "sonic"),
-    "rife": ("RIFE/flownet.pkl", "RIFE/flownet.pkl", "sonic"),
-    "whisper": ("whisper-tiny/config.json", "whisper-tiny/config.json", "whisper"),
-}
-SVD_DIR = "stable-video-diffusion-img2vid-xt"
+
+def _engine_files() -> dict[str, tuple[str, str, str]]:
+    """name -> (path in the official checkpoints/ layout, path in ComfyUI_Sonic's models/sonic/ layout, source) for
+    every part but SVD's (a folder or a single file, see _svd); the manifest's first file of a part stands for it."""
+    files: dict[str, tuple[str, str, str]] = {}
+    for f in MANIFEST:
+        if f.part != "svd":
+            files.setdefault(f.part, (f.official, f.comfyui, f.source.name))
+    return files
+
+
+FILES = _engine_files()
+SVD_DIR = SVD.folder
 
 
 @dataclass
@@ -67,7 +66,8 @@ def locate_weights(roots: list[str]) -> tuple[SonicWeights, list[str]]:
 def missing_message(roots: list[str], missing: list[str]) -> str:
     where = ", ".join(r for r in roots if r) or "(no folder configured)"
     return (f"Sonic weights are missing. Looked in: {where}. Missing:\n" + "\n".join(missing) +
-            "\nPut them in ComfyUI/models/sonic/ (or pass --checkpoints DIR with the official checkpoints/ layout).")
+            "\nPut them in ComfyUI/models/sonic/ (or pass --checkpoints DIR with the official checkpoints/ layout); "
+            "`sonicflow models download` fetches them all.")
 
 
 def find_weights(roots: list[str]) -> SonicWeights:
