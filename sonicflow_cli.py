@@ -57,39 +57,16 @@ def _sync_check(args) -> int:
 # --- the batch bridge (queue_bridge: pika + requests, never torch) -----------------------------------------------------
 
 def _bridge_settings(args):
-    from queue_bridge.config import Settings
+    """The bridge's settings: environment and defaults, overridden by the command's flags."""
+    from queue_bridge.settings import Settings
 
-    s = Settings()
-    for attr, flag in (("amqp_url", "amqp"), ("prefix", "prefix"), ("store_url", "store"),
-                       ("s3_endpoint", "s3_endpoint")):
-        if getattr(args, flag, None):
-            setattr(s, attr, getattr(args, flag))
-    return s
+    return Settings().with_args(args)
 
 
 def _worker(args) -> int:
     from queue_bridge.worker import run_worker
 
-    s = _bridge_settings(args)
-    if args.comfy:
-        s.comfy_urls = args.comfy
-    for attr in ("templates", "input_root", "delivery_limit", "heartbeat", "metrics_port", "max_attempts"):
-        if getattr(args, attr) is not None:
-            setattr(s, attr, getattr(args, attr))
-    if args.http_allow:
-        s.http_allow = args.http_allow
-    if args.output_allow:
-        s.output_allow = args.output_allow
-    if args.retry_delays:
-        s.retry_delays = tuple(float(x) for x in args.retry_delays.split(","))
-    if args.timeout is not None:
-        s.timeout_s = args.timeout
-    if args.grace is not None:
-        s.grace_s = args.grace
-    if args.max_input_mb is not None:
-        s.max_input_bytes = int(args.max_input_mb * 1024 * 1024)
-    s.allow_private_networks = args.allow_private_networks
-    return run_worker(s)
+    return run_worker(_bridge_settings(args))
 
 
 def _input_location(path_or_url: str, settings) -> str:
@@ -177,13 +154,6 @@ def _dlq(args) -> int:
     return 0
 
 
-def _bridge_common(p) -> None:
-    p.add_argument("--amqp", help="broker URL (env SONICFLOW_AMQP_URL; default amqp://guest:guest@127.0.0.1:5672/%%2F)")
-    p.add_argument("--prefix", help="name prefix of the queues and exchanges (env SONICFLOW_PREFIX; default sonicflow)")
-    p.add_argument("--store", help="result store: s3://bucket/prefix/ or a folder (env SONICFLOW_STORE_URL)")
-    p.add_argument("--s3-endpoint", dest="s3_endpoint", help="S3 endpoint URL (env SONICFLOW_S3_ENDPOINT)")
-
-
 def _label_check(args) -> int:
     from sonic_core.publish.labels import check_labels
 
@@ -209,21 +179,12 @@ def _models(args) -> int:
 
 
 def _api(args) -> int:
-    """The HTTP front door (queue_bridge.api): serve, or manage API keys in its job store."""
-    from queue_bridge.api import ApiSettings, run_api
+    """The HTTP front door (queue_bridge.front_door): serve, or manage API keys in its job store."""
+    from queue_bridge.front_door import ApiSettings, JobStore, run_api
 
-    s = ApiSettings(bridge=_bridge_settings(args))
-    for attr in ("host", "port", "public_url", "template", "db_url", "table_prefix"):
-        if getattr(args, attr, None) is not None:
-            setattr(s, attr, getattr(args, attr))
-    if args.templates:
-        s.bridge.templates = args.templates
-    if args.webhook_allow:
-        s.webhook_allow = args.webhook_allow
+    s = ApiSettings(bridge=_bridge_settings(args)).with_args(args)
     if args.action == "serve":
         return run_api(s)
-    from queue_bridge.jobstore import JobStore
-
     store = JobStore(s.db_url, s.table_prefix)
     try:
         if args.action == "create-key":
@@ -237,6 +198,15 @@ def _api(args) -> int:
     finally:
         store.close()
     return 0
+
+
+def _settings_flags(parser, command: str) -> None:
+    from queue_bridge.front_door.settings import ApiSettings
+    from queue_bridge.settings import Settings
+
+    Settings.add_flags(parser, command)
+    if command == "api":
+        ApiSettings.add_flags(parser, command)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -289,26 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_sync_check)
 
     w = sub.add_parser("worker", help="batch bridge: run jobs from RabbitMQ on one or more ComfyUI instances")
-    _bridge_common(w)
-    w.add_argument("--comfy", action="append", help="ComfyUI URL; repeat for one consumer per instance/GPU "
-                                                    "(env SONICFLOW_COMFY_URL, comma-separated)")
-    w.add_argument("--templates", help="folder of API-format templates (env SONICFLOW_TEMPLATES; default workflows/)")
-    w.add_argument("--input-root", dest="input_root", help="path inputs must lie under it (env SONICFLOW_INPUT_ROOT)")
-    w.add_argument("--http-allow", dest="http_allow", action="append", help="host glob allowed for http(s) inputs")
-    w.add_argument("--output-allow", dest="output_allow", action="append", help="URL prefix a job may send results to")
-    w.add_argument("--delivery-limit", dest="delivery_limit", type=int, help="x-delivery-limit of the jobs queue")
-    w.add_argument("--retry-delays", dest="retry_delays", help="seconds, comma-separated (default 5,30,120,600)")
-    w.add_argument("--heartbeat", type=int, help="AMQP heartbeat timeout in seconds (default 30)")
-    w.add_argument("--metrics-port", dest="metrics_port", type=int, help="serve /metrics and /healthz on this port")
-    w.add_argument("--timeout", type=float, help="default job timeout in seconds (a template's .bridge.json wins)")
-    w.add_argument("--max-attempts", dest="max_attempts", type=int, help="default attempts for retryable failures")
-    w.add_argument("--grace", type=float, help="on SIGTERM, seconds the running job may still take (default 30)")
-    w.add_argument("--max-input-mb", dest="max_input_mb", type=float, help="largest input file (default 200)")
-    w.add_argument("--allow-private-networks", action="store_true", help=argparse.SUPPRESS)  # loopback tests only
+    _settings_flags(w, "worker")
     w.set_defaults(run=_worker)
 
     j = sub.add_parser("submit", help="batch bridge: queue one job (confirmed by the broker)")
-    _bridge_common(j)
+    _settings_flags(j, "submit")
     j.add_argument("--template", default="talking_head")
     j.add_argument("--image", help="file, s3:// or http(s) URL")
     j.add_argument("--audio", help="file, s3:// or http(s) URL")
@@ -322,11 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     j.set_defaults(run=_submit)
 
     st = sub.add_parser("status", help="batch bridge: messages and consumers of every queue")
-    _bridge_common(st)
+    _settings_flags(st, "status")
     st.set_defaults(run=_status)
 
     d = sub.add_parser("dlq", help="batch bridge: list or replay dead-lettered jobs")
-    _bridge_common(d)
+    _settings_flags(d, "dlq")
     d.add_argument("action", choices=("list", "replay"))
     d.add_argument("--job-id", dest="job_id", action="append", help="replay only this job (repeatable)")
     d.add_argument("--code", help="replay only jobs dead-lettered with this reason code")
@@ -335,17 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(run=_dlq)
 
     a = sub.add_parser("api", help="HTTP front door: upload page + REST API before the queue; API keys")
-    _bridge_common(a)
     a.add_argument("action", nargs="?", default="serve", choices=("serve", "create-key", "revoke-key"))
-    a.add_argument("--host", help="listen address (env SONICFLOW_API_HOST; default 127.0.0.1)")
-    a.add_argument("--port", type=int, help="listen port (env SONICFLOW_API_PORT; default 8190)")
-    a.add_argument("--db", dest="db_url", help="job store: sqlite:///path.db (default out/api/api.db) or "
-                                               "postgresql://user@host/db (env SONICFLOW_API_DB)")
-    a.add_argument("--table-prefix", dest="table_prefix", help="prefix of the job store's tables (default sf_)")
-    a.add_argument("--public-url", dest="public_url", help="absolute base URL for links (default: relative links)")
-    a.add_argument("--template", help="workflow template jobs run (default talking_head)")
-    a.add_argument("--templates", help="folder of templates, to check parameter names (default workflows/)")
-    a.add_argument("--webhook-allow", dest="webhook_allow", action="append", help=argparse.SUPPRESS)  # tests only
+    _settings_flags(a, "api")
     a.add_argument("--name", default="default", help="create-key: a label for the key")
     a.add_argument("--rate", type=float, default=30.0, help="create-key: submissions per minute")
     a.add_argument("--burst", type=int, default=10, help="create-key: submissions allowed at once")

@@ -93,7 +93,7 @@ def main() -> int:
 
     import pika
 
-    from queue_bridge.jobstore import JobStore
+    from queue_bridge.front_door import JobStore
     from queue_bridge.topology import Topology
 
     tmp = tempfile.mkdtemp(prefix="sonicflow-bench-api-")

@@ -30,7 +30,7 @@ sys.path.insert(0, ROOT)
 from devtools.comfyui import ComfyServer  # noqa: E402
 from queue_bridge.client import BridgeClient  # noqa: E402
 from queue_bridge.comfy_client import ComfyClient  # noqa: E402
-from queue_bridge.config import Settings  # noqa: E402
+from queue_bridge import Settings  # noqa: E402
 from queue_bridge.protocol import make_job  # noqa: E402
 from queue_bridge.template import TemplateLibrary, fill  # noqa: E402
 
@@ -67,7 +67,7 @@ def direct(comfy: ComfyClient, folder: str, seeds) -> list[float]:
 
 
 def start_worker(settings: Settings, folder: str, comfy_urls, log_path):
-    args = [sys.executable, os.path.join(ROOT, "sonicflow_cli.py"), "worker", "--amqp", settings.amqp_url,
+    args = [sys.executable, os.path.join(ROOT, "sonicflow_cli.py"), "worker", "--amqp", settings.amqp_urls[0],
             "--prefix", settings.prefix, "--store", settings.store_url, "--input-root", folder, "--heartbeat", "10"]
     for url in comfy_urls:
         args += ["--comfy", url]

@@ -1,11 +1,16 @@
-"""Errors shown in the ComfyUI canvas: sonic_core's messages already name the input and the fix."""
+"""Errors shown in the ComfyUI canvas: sonic_core's messages already name the input and the fix. Each carries its
+code in the contract's parseable tag, so the bridge reads why a job failed from ComfyUI's history."""
 from __future__ import annotations
+
+from sonicflow_contract import tag_error
 
 from ..sonic_core import SonicFlowError
 
 
 class SonicFlowNodeError(Exception):
-    pass
+    def __init__(self, message: str, code: str = "bad_input"):
+        self.code = code
+        super().__init__(tag_error(code, message))
 
 
 def user_errors(fn):
@@ -15,7 +20,7 @@ def user_errors(fn):
         try:
             return fn(self, *args, **kwargs)
         except SonicFlowError as e:
-            raise SonicFlowNodeError(f"SonicFlow {type(self).TITLE}: {e}") from None
+            raise SonicFlowNodeError(f"SonicFlow {type(self).TITLE}: {e}", e.code) from None
 
     wrapped.__name__ = fn.__name__
     return wrapped

@@ -5,11 +5,12 @@ import json
 import time
 import uuid
 
-from .config import Settings
-from .protocol import BROKER_REASONS
-from .topology import DEAD_KEY, JOB_KEY
+from sonicflow_contract import ATTEMPT_HEADER, ERROR_CODE_HEADER, ERROR_MESSAGE_HEADER, REPLAYED_HEADER
 
-ATTEMPT_HEADER = "x-sonicflow-attempt"
+from .broker import Broker
+from .protocol import BROKER_REASONS
+from .settings import Settings
+from .topology import DEAD_KEY, JOB_KEY
 
 
 class NotAccepted(Exception):
@@ -20,9 +21,10 @@ class BridgeClient:
     def __init__(self, settings: Settings | None = None, declare: bool = True):
         import pika
 
-        self.s = settings or Settings()
-        self.topology = self.s.topology()
-        self.connection = pika.BlockingConnection(self.s.connection_parameters())
+        self.settings = settings or Settings()
+        self.topology = self.settings.topology()
+        self.broker = Broker(self.settings.amqp_urls, self.settings.heartbeat, "sonicflow client")
+        self.connection = self.broker.connect()
         self.channel = self.connection.channel()
         if declare:
             # Use the topology as the workers declared it (their delivery limit wins); declare it only if missing.
@@ -105,8 +107,8 @@ class BridgeClient:
     @staticmethod
     def describe_dead(props, body: bytes) -> dict:
         headers = props.headers or {}
-        code = headers.get("x-sonicflow-error-code")
-        message = headers.get("x-sonicflow-error-message")
+        code = headers.get(ERROR_CODE_HEADER)
+        message = headers.get(ERROR_MESSAGE_HEADER)
         if not code:  # dead-lettered by the broker itself (x-death)
             deaths = headers.get("x-death") or []
             code = (headers.get("x-first-death-reason") or (deaths[0].get("reason") if deaths else None) or "unknown")
@@ -115,7 +117,7 @@ class BridgeClient:
         try:
             doc = json.loads(body)
             job_id = doc.get("job_id") if isinstance(doc, dict) else None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             job_id = None
         return {"job_id": job_id, "code": code, "message": message, "attempt": headers.get(ATTEMPT_HEADER),
                 "deliveries": headers.get("x-delivery-count"), "body": body.decode("utf-8", "replace")[:2000]}
@@ -148,7 +150,7 @@ class BridgeClient:
                 keep.append(method.delivery_tag)
                 continue
             self.channel.basic_publish(self.topology.jobs_exchange, JOB_KEY, body, pika.BasicProperties(
-                delivery_mode=2, content_type="application/json", headers={"x-sonicflow-replayed": 1}),
+                delivery_mode=2, content_type="application/json", headers={REPLAYED_HEADER: 1}),
                 mandatory=True)
             self.channel.basic_ack(method.delivery_tag)
             replayed.append(d["job_id"])

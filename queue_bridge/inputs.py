@@ -15,36 +15,9 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urljoin, urlparse
 
+from sonicflow_contract import MEDIA_EXT, media_format
+
 from .protocol import JobError
-
-MEDIA_EXT = {"image": {"png": ".png", "jpeg": ".jpg", "webp": ".webp"},
-             "audio": {"wav": ".wav", "mp3": ".mp3", "flac": ".flac", "ogg": ".ogg", "mp4": ".m4a"},
-             "video": {"mp4": ".mp4", "webm": ".webm"}}
-
-
-def sniff(data: bytes) -> str | None:
-    """The container format of `data` from its first bytes (what the loaders can decode)."""
-    head = data[:64]
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return "wav"
-    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
-        return "mp3"
-    if head.startswith(b"fLaC"):
-        return "flac"
-    if head.startswith(b"OggS"):
-        return "ogg"
-    if head[4:8] == b"ftyp":
-        return "mp4"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return "webm"
-    return None
-
 
 @dataclass
 class InputPolicy:
@@ -60,7 +33,7 @@ class InputPolicy:
     rate_grace_s: float = 5.0
 
 
-def _check_addresses(host: str, port: int, policy: InputPolicy) -> list[str]:
+def check_addresses(host: str, port: int, policy: InputPolicy) -> list[str]:
     """Resolve `host` once and refuse it if any answer is private/loopback/link-local/...; return the addresses.
     Callers must connect to these very addresses: a second lookup could get another answer (DNS rebinding)."""
     try:
@@ -189,7 +162,7 @@ def _fetch_http_within(url: str, policy: InputPolicy, hops: int, deadline: _Dead
         host = (p.hostname or "").lower()
         if not any(fnmatch.fnmatch(host, pat.lower()) for pat in policy.http_allow):
             raise JobError("host_not_allowed", f"{host or url} is not on the worker's http allow-list")
-        addresses = _check_addresses(host, p.port or (443 if p.scheme == "https" else 80), policy)
+        addresses = check_addresses(host, p.port or (443 if p.scheme == "https" else 80), policy)
         try:
             r = _get_pinned(url, addresses, deadline)
         except (urllib3.exceptions.HTTPError, OSError) as e:
@@ -305,7 +278,7 @@ def fetch_input(name: str, kind: str, spec: dict, policy: InputPolicy) -> Fetche
     digest = hashlib.sha256(data).hexdigest()
     if spec.get("sha256") and spec["sha256"] != digest:
         raise JobError("checksum_mismatch", f"input {name}: sha256 {digest} != {spec['sha256']}")
-    fmt = sniff(data)
+    fmt = media_format(data)
     if kind in MEDIA_EXT:
         if fmt not in MEDIA_EXT[kind]:
             raise JobError("unsupported_media", f"input {name}: expected {kind} ({', '.join(MEDIA_EXT[kind])}), "

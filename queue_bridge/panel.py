@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import time
 
-from .config import Settings
+from .broker import Broker
+from .settings import Settings
 
 _cache: dict = {}
 
 
 def bridge_state(settings: Settings | None = None, max_age_s: float = 2.0) -> dict:
     s = settings or Settings()
-    key = (s.amqp_url, s.prefix)
+    key = (s.amqp_urls, s.prefix)
     hit = _cache.get(key)
     if hit and time.monotonic() - hit[0] < max_age_s:
         return hit[1]
@@ -26,11 +27,7 @@ def bridge_state(settings: Settings | None = None, max_age_s: float = 2.0) -> di
         import pika
 
         logging.getLogger("pika").setLevel(logging.WARNING)  # ComfyUI logs at DEBUG: one read would log 40 lines
-        params = s.connection_parameters(heartbeat=0)
-        params.socket_timeout = 2
-        params.stack_timeout = 4
-        params.blocked_connection_timeout = 2
-        conn = pika.BlockingConnection(params)
+        conn = Broker(s.amqp_urls, name="sonicflow canvas panel").connect(heartbeat=0, socket_timeout=2)
     except Exception as e:  # noqa: BLE001 - refused, timed out, bad credentials: the broker is down for us
         out.update(broker="down", error=f"{type(e).__name__}: {e}"[:300] or type(e).__name__)
         _cache[key] = (time.monotonic(), out)

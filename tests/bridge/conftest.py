@@ -189,7 +189,7 @@ class Bridge:
     """One test's broker prefix, result store, workers, and its share of the session's history."""
 
     def __init__(self, name: str, tmp_path, comfy_url: str, media_root, templates_dir):
-        from queue_bridge.config import Settings
+        from queue_bridge import Settings
 
         _counter[0] += 1
         self.name = name
@@ -197,7 +197,7 @@ class Bridge:
         self.tmp = tmp_path
         self.store = tmp_path / "store"
         self.comfy_url, self.media_root, self.templates_dir = comfy_url, media_root, templates_dir
-        self.settings = Settings(amqp_url=AMQP, prefix=self.prefix, store_url=str(self.store), delivery_limit=2,
+        self.settings = Settings(amqp_urls=(AMQP,), prefix=self.prefix, store_url=str(self.store), delivery_limit=2,
                                  retry_delays=(0.3, 0.6, 1.0), heartbeat=0)  # test client: idle between polls
         self.workers: list[WorkerProc] = []
         self._client = None

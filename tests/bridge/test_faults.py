@@ -15,7 +15,7 @@ import pytest
 from queue_bridge.client import NotAccepted
 from queue_bridge.comfy_client import ComfyClient
 from queue_bridge.protocol import make_job
-from queue_bridge.worker import prompt_id_for
+from queue_bridge.comfy_run import prompt_id_for
 
 from .conftest import AMQP, wait_until
 from .history import HISTORY

@@ -118,7 +118,7 @@ class FrontDoor:
         self.proc = None
         self.log_path = str(tmp / "api.log")
         self.workers: list = []
-        from queue_bridge.jobstore import JobStore
+        from queue_bridge.front_door import JobStore
 
         self.jobstore = JobStore(self.db_url, self.table_prefix, pool_size=1)
 

@@ -10,7 +10,7 @@ import os
 import pytest
 import requests
 
-from queue_bridge.config import Settings
+from queue_bridge import Settings
 from queue_bridge.panel import bridge_state
 
 from .browser import chromium, screenshot_dir
@@ -18,7 +18,7 @@ from .conftest import ROOT, free_port
 
 
 def test_bridge_state_when_rabbitmq_is_down():
-    state = bridge_state(Settings(amqp_url=f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F", prefix="nobroker"),
+    state = bridge_state(Settings(amqp_urls=(f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F",), prefix="nobroker"),
                          max_age_s=0)
     assert state["broker"] == "down" and state["error"]
 

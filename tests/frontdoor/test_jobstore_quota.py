@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from queue_bridge.jobstore import JobStore
+from queue_bridge.front_door import JobStore
 
 
 @pytest.mark.parametrize("db", ["sqlite", "postgres"])

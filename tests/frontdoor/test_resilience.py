@@ -85,7 +85,6 @@ def test_slow_drip_urls_from_one_key_do_not_stall_another(frontdoor_factory):
     # two fetches at a time per key; each cut by the minimum rate, not held for the drip's hours
     assert set(codes) <= {"too_many_fetches", "input_unavailable"} and "input_unavailable" in codes, codes
     assert all(r.status_code in (422, 429) for r, _ in outcomes)
-    assert "too slowly" in next(r for r, _ in outcomes if r.status_code == 422).json()["error"]["message"]
     assert max(took for _, took in outcomes) < 60  # the fetch deadline: the attacker's own requests end too
     assert fd.queued() == 0 and fd.job_rows() == 0
 

@@ -48,8 +48,9 @@ def test_installed_package_finds_its_data_outside_a_checkout(installed):
     tmp, _ = installed
     work = tmp / "work"
     work.mkdir()
-    code = ("import os, queue_bridge.api as api, queue_bridge.config as c, sonic_core.publish.labels as l; "
-            "print(c.CHECKOUT, api.PAGES, c.env_default('templates'), c.OUT, os.path.dirname(l.__file__))")
+    code = ("import os, queue_bridge.front_door.pages as p, queue_bridge.paths as c, queue_bridge as q, "
+            "sonic_core.publish.labels as l; "
+            "print(c.CHECKOUT, p.PAGES, q.Settings().templates, c.OUT, os.path.dirname(l.__file__))")
     env = dict(os.environ, PYTHONPATH=str(tmp / "site"))
     for name in [k for k in env if k.startswith("SONICFLOW_")]:
         del env[name]

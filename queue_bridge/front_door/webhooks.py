@@ -9,7 +9,7 @@ What a receiver gets (POST, JSON):
 A receiver checks the signature (constant-time), that the timestamp is recent (5 minutes), and that it has not seen the
 id before: `verify()` below does all three, so a captured request replayed later is refused.
 
-Targets are checked like the bridge's input URLs (`inputs._check_addresses`): http(s) only, and the name must not
+Targets are checked like the bridge's input URLs (`inputs.check_addresses`): http(s) only, and the name must not
 resolve to a private, loopback, link-local, multicast or reserved address -- checked when the job is submitted and
 again at every delivery, inside the connection's own DNS resolution (so a name that changes its answer between the
 check and the connection is caught). `allow` lists host:port pairs exempt from the address check (a test receiver on
@@ -26,8 +26,7 @@ import socket
 import time
 from urllib.parse import urlparse
 
-from .inputs import InputPolicy, _check_addresses
-from .protocol import JobError
+from .. import InputPolicy, JobError, check_addresses
 
 SIGNATURE_HEADER = "SonicFlow-Signature"
 TIMESTAMP_HEADER = "SonicFlow-Timestamp"
@@ -83,7 +82,7 @@ def check_target(url: str, allow: list | None = None) -> None:
     port = p.port or (443 if p.scheme == "https" else 80)
     if _allowed(p.hostname.lower(), port, allow or []):
         return
-    _check_addresses(p.hostname, port, InputPolicy(allow_private_networks=False))
+    check_addresses(p.hostname, port, InputPolicy(allow_private_networks=False))
 
 
 def _resolver(allow: list):
@@ -112,13 +111,14 @@ def _resolver(allow: list):
 class Deliverer:
     """Sends due webhooks from the job store; one attempt per due job per pass, back-off doubling per failure."""
 
-    def __init__(self, store, blocking, allow: list | None = None, delays_s: tuple = (5, 30, 120, 600, 1800, 3600),
-                 timeout_s: float = 10.0, poll_s: float = 1.0):
-        """`blocking(fn, *args)` runs a blocking call (the job store's) off the event loop."""
-        self.store, self.blocking, self.allow, self.delays_s = store, blocking, list(allow or []), tuple(delays_s)
+    def __init__(self, store, blocking, document, allow: list | None = None,
+                 delays_s: tuple = (5, 30, 120, 600, 1800, 3600), timeout_s: float = 10.0, poll_s: float = 1.0):
+        """`blocking(fn, *args)` runs a blocking call (the job store's) off the event loop; `document(job)` is the
+        job as GET /v1/jobs/{id} answers it (the service gives it: same signed, absolute links)."""
+        self.store, self.blocking, self.document = store, blocking, document
+        self.allow, self.delays_s = list(allow or []), tuple(delays_s)
         self.timeout_s, self.poll_s = timeout_s, poll_s
         self.session = None
-        self.delivered = 0
 
     async def start(self):
         import aiohttp
@@ -148,12 +148,10 @@ class Deliverer:
                 await asyncio.sleep(self.poll_s)
 
     async def deliver(self, job: dict) -> None:
-        from .api import job_view  # the same document GET /v1/jobs/{id} answers
-
         secret = await self.blocking(self.store.key_secret, job["key_id"])
         attempts = job["webhook_attempts"] + 1
         payload = {"id": event_id(job["id"], job["status"]), "type": f"job.{job['status']}", "created": time.time(),
-                   "data": job_view(job, None)}
+                   "data": self.document(job)}
         body = json.dumps(payload).encode()
         ts = int(time.time())
         error = None
@@ -164,7 +162,6 @@ class Deliverer:
                     ID_HEADER: payload["id"], TIMESTAMP_HEADER: str(ts),
                     SIGNATURE_HEADER: sign(secret or "", payload["id"], ts, body)}) as r:
                 if 200 <= r.status < 300:
-                    self.delivered += 1
                     await self.blocking(self.store.webhook_outcome, job["id"], "delivered", attempts, None, None)
                     return
                 error = f"HTTP {r.status}"

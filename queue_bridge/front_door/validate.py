@@ -1,7 +1,7 @@
 """Checking uploaded media by content, before anything is stored or queued (the front door's first gate).
 
 Light on purpose (Pillow headers and PyAV, never torch): the front door runs beside the queue, not beside a GPU.
-The format comes from the bytes (`inputs.sniff`, the same sniffing the worker applies), never from the file name or the
+The format comes from the bytes (`sonicflow_contract.media_format`, the same sniffing the worker applies), never from the file name or the
 declared Content-Type; a declared type or extension that disagrees with the bytes is refused as mislabelled.
 
 Checks, in order of cost: size limit -> magic bytes -> structure (trailing bytes after the image's end marker: a
@@ -15,15 +15,7 @@ import io
 import struct
 from dataclasses import dataclass
 
-from .inputs import MEDIA_EXT, sniff
-
-# The same limits as sonic_core.media (image.MAX_PIXELS, MIN_SIDE; audio.MAX_AUDIO_SECONDS), repeated here because
-# importing sonic_core pulls OpenCV and SciPy into a process that needs neither.
-MAX_PIXELS = 40_000_000
-MIN_SIDE = 64
-MAX_SIDE = 16384
-CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "wav": "audio/wav",
-                 "mp3": "audio/mpeg", "flac": "audio/flac", "ogg": "audio/ogg", "mp4": "audio/mp4"}
+from sonicflow_contract import FORMAT_TYPES, MAX_PIXELS, MAX_SIDE, MEDIA_EXT, MIN_SIDE, media_format
 # What a client may declare for each format (Content-Type of the part, and the file name's extension).
 DECLARED_TYPES = {
     "png": {"image/png", "image/x-png"}, "jpeg": {"image/jpeg", "image/jpg", "image/pjpeg"}, "webp": {"image/webp"},
@@ -203,15 +195,14 @@ def check_media(data: bytes, kind: str, field: str, *, filename: str | None = No
                             field)
     if not data:
         raise MediaRejected("unsupported_media", f"{field}: empty file", 415, field)
-    fmt = sniff(data)
-    allowed = [f for f in MEDIA_EXT[kind] if f in CONTENT_TYPES] if kind != "audio" else \
-        ["wav", "mp3", "flac", "ogg", "mp4"]
+    fmt = media_format(data)
+    allowed = list(MEDIA_EXT[kind])
     if fmt not in allowed:
         raise MediaRejected("unsupported_media", f"{field}: expected {kind} ({', '.join(allowed)}), got "
                                                  f"{fmt or 'unknown bytes'}", 415, field)
     _check_declared(fmt, field, filename, content_type)
     _check_trailing(fmt, data, field)
-    out = Checked(kind, fmt, CONTENT_TYPES[fmt], MEDIA_EXT[kind].get(fmt, "." + fmt), len(data))
+    out = Checked(kind, fmt, FORMAT_TYPES[fmt], MEDIA_EXT[kind][fmt], len(data))
     if kind == "image":
         out.width, out.height = check_image(data, fmt, field)
     else:

@@ -1,45 +1,12 @@
-"""Operations: JSON log lines, Prometheus metrics and the /metrics + /healthz HTTP endpoint."""
+"""The worker's Prometheus metrics and its /metrics + /healthz HTTP endpoint."""
 from __future__ import annotations
 
 import json
-import logging
-import sys
 import threading
-import time
-import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-
-LOG = logging.getLogger("sonicflow.bridge")
-_FIELDS = ("event", "job_id", "attempt", "delivery", "code", "comfy", "template", "timings", "outcome", "prompt_id",
-           "cache_hit", "worker", "error")
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-                "level": record.levelname.lower(), "msg": record.getMessage()}
-        for key in _FIELDS:
-            if hasattr(record, key):
-                line[key] = getattr(record, key)
-        if record.exc_info:
-            line["stack"] = "".join(traceback.format_exception(*record.exc_info))
-        return json.dumps(line, default=str)
-
-
-def setup_logging(level: str = "INFO", stream=None) -> None:
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    LOG.handlers[:] = [handler]
-    LOG.setLevel(level)
-    LOG.propagate = False
-
-
-def log(event: str, level: int = logging.INFO, exc_info=None, **fields) -> None:
-    LOG.log(level, event, extra={"event": event, **fields}, exc_info=exc_info)
-
 
 class Metrics:
     def __init__(self):

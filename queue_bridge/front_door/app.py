@@ -1,0 +1,372 @@
+"""`sonicflow api`: the HTTP front door before the queue (docs/api.md).
+
+    POST /v1/jobs                 multipart (image + audio + parameters) or JSON with http(s) URLs -> 202 + job
+    GET  /v1/jobs                 this key's jobs          GET /v1/jobs/{id}          status, progress, result links
+    GET  /v1/jobs/{id}/events     server-sent events       GET /v1/jobs/{id}/files/x  signed download (Range works)
+    GET  /v1/openapi.json         the OpenAPI document     /, /jobs, /jobs/{id}       upload, list and job pages
+
+A job's way in: API key (stored hashed) -> rate limit -> the submission read and checked (submission.py) ->
+Idempotency-Key -> daily quota -> inputs into the object store (content-addressed) -> job row -> publish with
+confirms -> 202. Anything refused before the store step leaves nothing stored and nothing queued. Never imports torch.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+from urllib.parse import urlparse
+
+from aiohttp import web
+
+from .. import TemplateLibrary, JobError, make_job, open_store, setup_logging
+from .errors import ApiError, error_response
+from .jobstore import TERMINAL, JobStore, StoreUnavailable
+from .messaging import Follower, Publisher
+from .openapi import document
+from .pages import SECURITY_HEADERS, add_routes
+from .pools import Pool, Slots
+from .ratelimit import Buckets
+from .settings import ApiSettings
+from .submission import SubmissionReader
+from .views import Links, job_view
+from .webhooks import Deliverer
+
+log = logging.getLogger("sonicflow.api")
+IDEM_RE = re.compile(r"[\x21-\x7e]{1,200}")
+
+
+def _fetches_refused(scope: str) -> ApiError:
+    if scope == "key":
+        return ApiError(429, "too_many_fetches", "this key already has URL inputs being fetched; wait for them, or "
+                                                 "upload the files (multipart)", {"Retry-After": "10"})
+    return ApiError(503, "busy", "the front door is fetching as many URL inputs as it can; retry shortly, or upload "
+                                 "the files (multipart)", {"Retry-After": "10"})
+
+
+class FrontDoor:
+    def __init__(self, settings: ApiSettings):
+        self.s = settings
+        self.store = JobStore(settings.db_url, settings.table_prefix, name=f"sonicflow api {os.getpid()}")
+        self.db = Pool("db", self.store.pool_size)
+        self.work = Pool("work", max(2, os.cpu_count() or 2))  # media checks and the object store
+        self.fetches = Pool("fetch", settings.fetch_threads)
+        self.objects = open_store(settings.bridge.store_url, settings.bridge.s3_endpoint)
+        self.links = Links(self.store.server_secret(), settings.link_ttl_days)
+        self.templates = TemplateLibrary(settings.bridge.templates)
+        self.submissions = SubmissionReader(settings, self.templates, self.work, self.fetches,
+                                            Slots(settings.fetch_per_key, settings.fetch_threads, _fetches_refused))
+        self.buckets = Buckets()
+        self.base = settings.public_url.rstrip("/")
+        self.publisher = None
+        self.follower = None
+        self.deliverer = None
+        self.loop = None
+        self.waiters: dict[str, set] = {}
+        self.webhook_wake = None
+        self.tasks: list = []
+
+    def document(self, job: dict) -> dict:
+        """The job as GET /v1/jobs/{id} answers it: what the events stream and webhooks carry too."""
+        return job_view(job, self.links, self.base)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------------
+
+    async def on_startup(self, app):
+        self.loop = asyncio.get_running_loop()
+        self.webhook_wake = asyncio.Event()
+        self.publisher = Publisher(self.s.bridge, self.s.publishers)
+        if self.s.follow:
+            self.follower = Follower(self.s.bridge, self.store, self._changed_threadsafe)
+            self.follower.start()
+        self.deliverer = Deliverer(self.store, self.db.run, self.document, list(self.s.webhook_allow),
+                                   self.s.webhook_delays)
+        await self.deliverer.start()
+        self.tasks.append(asyncio.create_task(self.deliverer.run(self.webhook_wake)))
+
+    async def on_cleanup(self, app):
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.deliverer.close()
+        if self.follower:
+            self.follower.stop.set()
+            self.follower.join(5)
+        await asyncio.to_thread(self.publisher.close)
+        self.store.close()
+        for pool in (self.db, self.work, self.fetches):
+            pool.close()
+
+    def _changed_threadsafe(self, job_id: str, terminal: bool):
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._changed, job_id, terminal)
+
+    def _changed(self, job_id: str, terminal: bool):
+        for ev in self.waiters.get(job_id, ()):
+            ev.set()
+        if terminal and self.webhook_wake is not None:
+            self.webhook_wake.set()
+
+    # -- auth and limits ---------------------------------------------------------------------------------------------
+
+    async def auth(self, request) -> dict:
+        header = request.headers.get("Authorization", "")
+        key = request.headers.get("X-API-Key") or (header[7:].strip() if header[:7].lower() == "bearer " else "")
+        if not key:
+            raise ApiError(401, "unauthorized", "an API key is required: send it as X-API-Key or Authorization: "
+                                                "Bearer", {"WWW-Authenticate": "Bearer"})
+        found = await self.db.run(self.store.authenticate, key)
+        if found is None:
+            raise ApiError(401, "unauthorized", "the API key is not valid", {"WWW-Authenticate": "Bearer"})
+        return found
+
+    def limit(self, key: dict, kind: str) -> None:
+        rate, burst = ((key["rate_per_min"], key["burst"]) if kind == "submit"
+                       else (self.s.read_rate_per_min, max(60, self.s.read_rate_per_min / 10)))
+        wait = self.buckets.take(f"{key['id']}:{kind}", rate, burst)
+        if wait:
+            raise ApiError(429, "rate_limited", f"too many requests for this key ({rate:g}/min); retry in "
+                                                f"{wait:.1f} s", {"Retry-After": str(max(1, round(wait + 0.5)))})
+
+    # -- handlers ----------------------------------------------------------------------------------------------------
+
+    async def create_job(self, request):
+        key = await self.auth(request)
+        self.limit(key, "submit")
+        idem = request.headers.get("Idempotency-Key")
+        if idem is not None and not IDEM_RE.fullmatch(idem):
+            raise ApiError(400, "bad_idempotency_key", "Idempotency-Key: 1 to 200 printable ASCII characters")
+        declared = request.content_length
+        if declared is not None and declared > self.s.max_image_bytes + self.s.max_audio_bytes + 65536:
+            raise ApiError(413, "payload_too_large", f"the request is {declared} bytes, over the limit")
+        sub = await self.submissions.parse(request)
+        quota_error = ApiError(429, "quota_exceeded", f"this key's quota of {key['daily_quota']} jobs a day is used up",
+                               {"Retry-After": "3600"})
+        # a cheap refusal before any URL is fetched or anything stored; insert_job below decides for good (one
+        # transaction, so front doors racing each other cannot together go past the quota)
+        if await self.db.run(self.store.count_since, key["id"], time.time() - 86400) >= key["daily_quota"]:
+            raise quota_error
+        sub = await self.submissions.complete(sub, key)
+        fingerprint = sub.fingerprint()
+        if idem:
+            found = await self._replay(key, idem, fingerprint)
+            if found is not None:
+                return found
+        job_id = uuid.uuid4().hex
+        locations = {}
+
+        def put_inputs():
+            for name, c in sub.checked.items():
+                url = self.objects.put_bytes(f"inputs/{sub.digests[name]}{c.ext}", sub.files[name][0], c.content_type)
+                locations[name] = {"url": url, "sha256": sub.digests[name]}
+
+        try:
+            await self.work.run(put_inputs)
+        except JobError as e:
+            raise ApiError(503, "storage_unavailable", e.message, {"Retry-After": "5"}) from None
+        inputs_view = {name: {"sha256": sub.digests[name], "size": c.size, "content_type": c.content_type,
+                              **({"width": c.width, "height": c.height} if name == "image" else
+                                 {"duration_s": round(c.duration_s, 3)})} for name, c in sub.checked.items()}
+        row = {"id": job_id, "key_id": key["id"], "idem_key": idem, "fingerprint": fingerprint,
+               "status": "accepting", "template": self.s.template, "parameters": sub.parameters,
+               "inputs": inputs_view, "webhook_url": sub.webhook_url}
+        outcome = await self.db.run(self.store.insert_job, row, key["daily_quota"])
+        if outcome == "over_quota":  # inputs stay stored: content-addressed, the next accepted job reuses them
+            raise quota_error
+        if outcome == "duplicate":  # a concurrent request with the same Idempotency-Key won
+            found = await self._replay(key, idem, fingerprint)
+            if found is not None:
+                return found
+            raise ApiError(409, "idempotency_conflict", "a request with this Idempotency-Key is being processed")
+        doc = make_job(job_id, self.s.template, locations, sub.parameters,
+                       metadata={"api_key": key["id"], **({"client": sub.metadata} if sub.metadata else {})})
+        try:
+            await self.publisher.publish(doc)
+        except Exception as e:  # noqa: BLE001 - NotAccepted, broker down: nothing queued, say so
+            await self.db.run(self.store.delete_job, job_id)
+            raise ApiError(503, "queue_unavailable", f"the queue did not take the job ({type(e).__name__}); nothing "
+                                                     "was queued, retry later", {"Retry-After": "5"}) from None
+        await self.db.run(self.store.set_status, job_id, "queued", ("accepting",))
+        job = await self.db.run(self.store.get_job, job_id)
+        return web.json_response(self.document(job), status=202, headers={"Location": f"/v1/jobs/{job_id}"})
+
+    async def _replay(self, key, idem, fingerprint):
+        old = await self.db.run(self.store.job_by_idem, key["id"], idem)
+        if old is None:
+            return None
+        if old["fingerprint"] != fingerprint:
+            raise ApiError(409, "idempotency_conflict", "this Idempotency-Key was used with a different request")
+        if old["status"] == "accepting":
+            raise ApiError(409, "idempotency_conflict", "a request with this Idempotency-Key is being processed",
+                           {"Retry-After": "1"})
+        return web.json_response(self.document(old), status=200,
+                                 headers={"Idempotent-Replayed": "true", "Location": f"/v1/jobs/{old['id']}"})
+
+    async def _own_job(self, request, key) -> dict:
+        job_id = request.match_info["id"]
+        job = await self.db.run(self.store.get_job, job_id) if re.fullmatch(r"[0-9a-f]{32}", job_id) else None
+        if job is None or job["key_id"] != key["id"] or job["status"] == "accepting":
+            raise ApiError(404, "not_found", "no such job for this API key")
+        return job
+
+    async def get_job(self, request):
+        key = await self.auth(request)
+        self.limit(key, "read")
+        return web.json_response(self.document(await self._own_job(request, key)))
+
+    async def list_jobs(self, request):
+        key = await self.auth(request)
+        self.limit(key, "read")
+        try:
+            limit = int(request.query.get("limit", "50"))
+            before = float(request.query["before"]) if "before" in request.query else None
+        except ValueError:
+            raise ApiError(400, "bad_query", "limit must be an integer and before a number") from None
+        if not 1 <= limit <= 100 or (before is not None and not (before == before and abs(before) < 1e12)):
+            raise ApiError(400, "bad_query", "limit is 1 to 100; before is seconds since the epoch")
+        jobs = await self.db.run(self.store.list_jobs, key["id"], limit, before)
+        return web.json_response({"jobs": [self.document(j) for j in jobs]})
+
+    async def events(self, request):
+        key = await self.auth(request)
+        self.limit(key, "read")
+        job = await self._own_job(request, key)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+        await resp.prepare(request)
+        try:
+            last = int(request.headers.get("Last-Event-ID", "0"))
+        except ValueError:
+            last = 0
+        ev = asyncio.Event()
+        self.waiters.setdefault(job["id"], set()).add(ev)
+        quiet = 0.0
+        try:
+            while True:
+                if job["seq"] != last:
+                    last = job["seq"]
+                    await resp.write(f"id: {last}\nevent: job\ndata: {json.dumps(self.document(job))}\n\n".encode())
+                    quiet = 0.0
+                    if job["status"] in TERMINAL:
+                        break
+                elif quiet >= 15.0:
+                    await resp.write(b": keep-alive\n\n")
+                    quiet = 0.0
+                try:
+                    await asyncio.wait_for(ev.wait(), 1.0)  # woken by this process; polls for other processes
+                except asyncio.TimeoutError:
+                    quiet += 1.0
+                ev.clear()
+                job = await self.db.run(self.store.get_job, job["id"])
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.waiters.get(job["id"], set()).discard(ev)
+            if not self.waiters.get(job["id"]):
+                self.waiters.pop(job["id"], None)
+        return resp
+
+    async def get_file(self, request):
+        job_id, name = request.match_info["id"], request.match_info["name"]
+        self.links.check(job_id, name, request.query.get("exp"), request.query.get("sig"))
+        job = await self.db.run(self.store.get_job, job_id)
+        outputs = ((job or {}).get("result") or {}).get("outputs") or []
+        out = next((o for o in outputs if o.get("name") == name), None)
+        if out is None:
+            raise ApiError(404, "not_found", "no such file")
+        url = out["url"]
+        ext = {"video/mp4": ".mp4"}.get(out.get("content_type"), os.path.splitext(urlparse(url).path)[1])
+        disposition = "attachment" if request.query.get("download") == "1" else "inline"
+        headers = {"Content-Disposition": f'{disposition}; filename="sonicflow-{job_id[:12]}-{name}{ext}"',
+                   "Cache-Control": "private, max-age=86400"}
+        if url.startswith("file://"):
+            path = os.path.realpath(url[len("file://"):])
+            root = os.path.realpath(getattr(self.objects, "root", "/nonexistent"))
+            if os.path.commonpath([path, root]) != root or not os.path.isfile(path):
+                raise ApiError(404, "not_found", "the file is not in this front door's store")
+            resp = web.FileResponse(path, headers=headers)
+            if out.get("content_type"):
+                resp.content_type = out["content_type"]
+            return resp
+        if url.startswith("s3://"):
+            p = urlparse(url)
+            signed = await self.work.run(functools.partial(
+                self.objects.client.generate_presigned_url, "get_object", Params={
+                    "Bucket": p.netloc, "Key": p.path.lstrip("/"),
+                    "ResponseContentDisposition": headers["Content-Disposition"]}, ExpiresIn=3600))
+            raise web.HTTPFound(signed)
+        raise web.HTTPFound(url)
+
+    async def openapi(self, request):
+        return web.json_response(document())
+
+    async def health(self, request):
+        """Ready when the job store answers, the broker is connected (when following) and no pool is backed up."""
+        broker = bool(self.follower and self.follower.connected) if self.s.follow else None
+        try:
+            await asyncio.wait_for(self.db.run(self.store.ping), 3.0)
+            store = True
+        except Exception:  # noqa: BLE001 - down, or too slow to answer: either way not ready
+            store = False
+        pools = {p.name: p.state() for p in (self.db, self.work, self.fetches)}
+        ok = store and broker is not False and not any(p["backed_up"] for p in pools.values())
+        return web.json_response({"status": "ok" if ok else "degraded", "broker": broker, "store": store,
+                                  "pools": pools}, status=200 if ok else 503)
+
+
+@web.middleware
+async def errors_middleware(request, handler):
+    try:
+        resp = await handler(request)
+    except ApiError as e:
+        resp = error_response(e.status, e.code, e.message, e.headers, e.field)
+    except StoreUnavailable as e:
+        log.warning("job store unavailable on %s %s: %s", request.method, request.path, e.__cause__ or e)
+        resp = error_response(503, "store_unavailable", "the job store is unavailable; retry shortly",
+                              {"Retry-After": "5"})
+    except web.HTTPRedirection:
+        raise
+    except web.HTTPException as e:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(e.status, "http_error")
+        resp = error_response(e.status, code, e.reason or code)
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    except Exception:  # noqa: BLE001 - a bug: log it, answer JSON
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        resp = error_response(500, "internal_error", "an unexpected error; it was logged")
+    if not resp.prepared:
+        for name, value in SECURITY_HEADERS.items():
+            resp.headers.setdefault(name, value)
+    return resp
+
+
+def make_app(settings: ApiSettings | None = None) -> web.Application:
+    settings = settings or ApiSettings()
+    door = FrontDoor(settings)
+    app = web.Application(middlewares=[errors_middleware], client_max_size=1 << 20)
+    app["door"] = door
+    app.on_startup.append(door.on_startup)
+    app.on_cleanup.append(door.on_cleanup)
+    r = app.router
+    r.add_post("/v1/jobs", door.create_job)
+    r.add_get("/v1/jobs", door.list_jobs)
+    r.add_get("/v1/jobs/{id}", door.get_job)
+    r.add_get("/v1/jobs/{id}/events", door.events)
+    r.add_get("/v1/jobs/{id}/files/{name}", door.get_file)
+    r.add_get("/v1/openapi.json", door.openapi)
+    r.add_get("/healthz", door.health)
+    add_routes(r)
+    return app
+
+
+def run_api(settings: ApiSettings) -> int:
+    setup_logging()
+    web.run_app(make_app(settings), host=settings.host, port=settings.port, print=lambda *a: print(
+        f"sonicflow api on http://{settings.host}:{settings.port} (pages at /, OpenAPI at /v1/openapi.json)",
+        file=sys.stderr, flush=True), access_log=None)
+    return 0
