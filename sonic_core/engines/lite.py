@@ -16,7 +16,7 @@ from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
 from ..errors import InputError
 from ..media.face import FaceBox, FaceLandmarks, face_landmarks
-from .lite_teeth import split_at_upper_teeth
+from .lite_jaw import jaw_split
 
 SR = 16000
 HOP = 160                 # feature hop: 10 ms
@@ -344,7 +344,7 @@ class LiteAnimator:
         self._blink = _blinks(rng, fps, n_frames)
         self._motion = _head_motion(rng, fps, n_frames, tracks["emphasis"]) * np.float32(motion_scale)
 
-        self.landmarks = lm = split_at_upper_teeth(self.image, face, face_landmarks(self.image, face))
+        self.landmarks = lm = jaw_split(self.image, face, face_landmarks(self.image, face))
         self._mouth = _Mouth(self.image, face, lm)
         gray = cv2.cvtColor(self.image, cv2.COLOR_RGB2GRAY)
         self._eyes = [_Eye(gray, c, lm.eye_half_width, lm.eye_half_height) for c in (lm.left_eye, lm.right_eye)]
