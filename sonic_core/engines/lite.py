@@ -163,7 +163,7 @@ class _Mouth:
         s = _smoothstep(0.0, 0.25 * fh, d)              # lower lip (lens-shaped) blends into the rigid jaw
         jaw = 1.0 - _smoothstep(0.25 * fw, 0.6 * fw, np.abs(b.X - cx))
         vert = 1.0 - _smoothstep(lm.chin_y - 0.02 * fh, lm.chin_y + 0.28 * fh, b.Y)   # the neck takes up the drop
-        self.d = d.astype(np.float32)
+        self.below_px = d.astype(np.float32)            # the gap never reaches above the lip line
         self.C = np.where(below, -vert * (1 - s), 0.0).astype(np.float32)
         self.B = np.where(below, -vert * jaw * s, 0.0).astype(np.float32)
         gx = 1.0 - _smoothstep(1.0, 1.9, np.abs(b.X - cx) / hw)
@@ -211,7 +211,7 @@ class _Mouth:
         when the photo shows no teeth, a faint shaded band of upper teeth at wide openings."""
         b, lm = self.box, self.lm
         lip_src = lm.lip_y + lm.lip_curve * np.minimum(u2, 1.0)
-        depth = np.minimum(lip_src - sy, self.d)                    # >0 inside the gap (source pixels)
+        depth = np.minimum(lip_src - sy, self.below_px)             # >0 inside the gap (source pixels)
         alpha = np.clip(depth / self.feather + 0.5, 0.0, 1.0) * (lens > 0)
         rows, cols = np.nonzero(alpha.max(axis=1) > 0)[0], np.nonzero(alpha.max(axis=0) > 0)[0]
         if len(rows) == 0:
