@@ -3,9 +3,10 @@
 Sound -> tracks (per video frame): jaw opening from loudness x an F1 estimate, lip rounding from the F2 /
 low-band balance, forced closures on short energy dips (bilabials), fast-attack / slow-release smoothing.
 Tracks -> picture: displacement fields are built once in small boxes (mouth+jaw, each eye) and, per frame,
-scaled and applied with one cv2.remap per box; the revealed mouth gap gets a shaded cavity. Head motion is
-one more remap over a head-sized region whose displacement fades to zero at its edge, so nothing is pasted
-with a seam. Only that region is touched per frame. See /work/shared/specs/lite-engine-notes.md.
+scaled and applied with one cv2.remap per box. The lower jaw drops below the upper teeth (or the lip line when
+the photo shows none), which stay with the skull, and the gap it opens gets a shaded mouth interior. Head motion
+is one more remap over a head-sized region whose displacement fades to zero at its edge, so nothing is pasted
+with a seam. Only that region is touched per frame.
 """
 from __future__ import annotations
 
@@ -15,14 +16,14 @@ from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
 from ..errors import InputError
 from ..media.face import FaceBox, FaceLandmarks, face_landmarks
+from .lite_jaw import jaw_split
 
 SR = 16000
 HOP = 160                 # feature hop: 10 ms
 WIN = 400                 # 25 ms analysis window
 ATTACK_S, RELEASE_S = 0.04, 0.10
 LEAD_S = 0.03             # sample the (lagging) smoothed tracks this much ahead: the picture leads slightly
-OPEN_FULL = 0.08          # full jaw drop at the lips, as a fraction of the face-box height
-UPPER_LIP_RAISE = 0.3     # the upper lip rises by this fraction of the jaw drop
+OPEN_FULL = 0.11          # full jaw drop at the lips, as a fraction of the face-box height
 ROUND_FULL = 0.22         # full rounding pulls the mouth corners in by this fraction of the half-width
 ROUND_GAP = 0.4           # ... and shortens the lips' opening by this fraction of it
 TEETH_RGB = np.array([232, 220, 194], np.float32)   # off-white, a little warm
@@ -143,8 +144,10 @@ class _Box:
 
 
 class _Mouth:
-    """Jaw drop, upper-lip raise and rounding as inverse-map fields over the mouth-and-jaw box, plus the cavity
-    that fills the gap the drop opens between the lips."""
+    """Jaw drop and lip rounding as inverse-map fields over the mouth-and-jaw box, plus the mouth's inside in the
+    gap the drop opens. The jaw splits at the lip line, which lies under the upper teeth when the photo shows
+    them: above it (upper lip, upper teeth) the skull stays put; below it the lower lip, lower teeth and chin
+    drop, the lip by a lens that closes at the mouth corners, the chin rigidly."""
 
     def __init__(self, image: np.ndarray, face: FaceBox, lm: FaceLandmarks):
         H, W = image.shape[:2]
@@ -160,14 +163,16 @@ class _Mouth:
         s = _smoothstep(0.0, 0.25 * fh, d)              # lower lip (lens-shaped) blends into the rigid jaw
         jaw = 1.0 - _smoothstep(0.25 * fw, 0.6 * fw, np.abs(b.X - cx))
         vert = 1.0 - _smoothstep(lm.chin_y - 0.02 * fh, lm.chin_y + 0.28 * fh, b.Y)   # the neck takes up the drop
-        fall = 1.0 - _smoothstep(0.0, 0.12 * fh, -d)    # only the upper lip rises, not the nose
-        self.C = np.where(below, -vert * (1 - s), UPPER_LIP_RAISE * fall).astype(np.float32)
+        self.below_px = d.astype(np.float32)            # the gap never reaches above the lip line
+        self.C = np.where(below, -vert * (1 - s), 0.0).astype(np.float32)
         self.B = np.where(below, -vert * jaw * s, 0.0).astype(np.float32)
-        self.sign = np.where(below, 1.0, -1.0).astype(np.float32)
         gx = 1.0 - _smoothstep(1.0, 1.9, np.abs(b.X - cx) / hw)
         gy = 1.0 - _smoothstep(0.0, 0.2 * fh, np.abs(d))
+        if lm.teeth_visible:   # the lips round over the upper teeth, which stay: only the lower lip is pulled in
+            gy = np.where(below, gy, gy * _smoothstep(0.7, 1.2, np.abs(b.X - cx) / hw))
         self.RX = (((b.X - cx) / hw) * gx * gy * ROUND_FULL * hw).astype(np.float32)
         self.feather = max(1.0, 0.006 * fh)     # the gap's edge: soft, ~1-2 px
+        self.rim = max(2, round(0.3 * (lm.lower_lip_bottom - lm.lip_y)))   # into the lower lip, past its edge
         # The inside of the mouth: the lip colour pulled toward a generic mucosa red (grey photos stay plausible).
         self.inner_rgb = 0.3 * self._lip_colour(image, lm) + 0.7 * np.array([165, 46, 38], np.float32)
         # A fixed, soft mottling so the inside is not a flat computer-graphics gradient.
@@ -200,21 +205,21 @@ class _Mouth:
 
     def _cavity(self, out: np.ndarray, sy: np.ndarray, u2: np.ndarray, uw2: np.ndarray, lens: np.ndarray,
                 op: float) -> None:
-        """Pixels whose source lies on the wrong side of the lip line are the opened gap. Shade them as the
-        mouth's inside: each lip's own colour rolling darker over its wet inner rim, a warm red-brown throat,
-        darkest under the upper lip and toward the corners, lighter over the tongue; and, when the photo shows
-        no teeth, a faint shaded band of upper teeth at wide openings."""
+        """Pixels below the lip line whose source lies above it are the opened gap. Shade them as the mouth's
+        inside: the upper rim (lip or teeth) rolling into shadow, the lower lip's wet inner rim, a warm
+        red-brown throat, darkest under the upper jaw and toward the corners, lighter over the tongue; and,
+        when the photo shows no teeth, a faint shaded band of upper teeth at wide openings."""
         b, lm = self.box, self.lm
         lip_src = lm.lip_y + lm.lip_curve * np.minimum(u2, 1.0)
-        depth = self.sign * (lip_src - sy)                          # >0 inside the gap (source pixels)
+        depth = np.minimum(lip_src - sy, self.below_px)             # >0 inside the gap (source pixels)
         alpha = np.clip(depth / self.feather + 0.5, 0.0, 1.0) * (lens > 0)
         rows, cols = np.nonzero(alpha.max(axis=1) > 0)[0], np.nonzero(alpha.max(axis=0) > 0)[0]
         if len(rows) == 0:
             return
         win = np.s_[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
         a, ln, X, Y = alpha[win], lens[win], b.X[win], b.Y[win]
-        gap = np.maximum(op * ln * (1 + UPPER_LIP_RAISE), 1.0)       # the gap's height in each column
-        dt = np.clip(Y - (lm.lip_line(X) - UPPER_LIP_RAISE * op * ln), 0.0, gap)   # px below the upper lip
+        gap = np.maximum(op * ln, 1.0)                              # the gap's height in each column
+        dt = np.clip(Y - lm.lip_line(X), 0.0, gap)                  # px below the upper jaw
         db = gap - dt                                               # px above the lower lip
         v, lat = dt / gap, np.sqrt(np.minimum(uw2[win], 1.0))       # 0..1 down the gap, 0..1 out to the corner
         wide = min(1.0, op / self.open_px)
@@ -225,7 +230,7 @@ class _Mouth:
         first, last = np.argmax(m, axis=0), m.shape[0] - 1 - np.argmax(m[::-1], axis=0)
         H = out.shape[0]
         up = out[np.clip(rows[0] + first - 2, 0, H - 1), cols[0] + k].astype(np.float32)
-        lo = out[np.clip(rows[0] + last + 2, 0, H - 1), cols[0] + k].astype(np.float32)
+        lo = out[np.clip(rows[0] + last + self.rim, 0, H - 1), cols[0] + k].astype(np.float32)
         up, lo = (cv2.blur(c[None], (5, 1))[0] for c in (up, lo))   # the lips' colour, not their pores
         # Throat: deep shadow under the upper lip, lighter toward the lower lip, darker into the cheeks.
         shade = (0.25 + 0.2 * _smoothstep(0.15, 1.0, v)) * (1.0 - 0.5 * lat * lat) * self.mottle[win]
@@ -339,7 +344,7 @@ class LiteAnimator:
         self._blink = _blinks(rng, fps, n_frames)
         self._motion = _head_motion(rng, fps, n_frames, tracks["emphasis"]) * np.float32(motion_scale)
 
-        self.landmarks = lm = face_landmarks(self.image, face)
+        self.landmarks = lm = jaw_split(self.image, face, face_landmarks(self.image, face))
         self._mouth = _Mouth(self.image, face, lm)
         gray = cv2.cvtColor(self.image, cv2.COLOR_RGB2GRAY)
         self._eyes = [_Eye(gray, c, lm.eye_half_width, lm.eye_half_height) for c in (lm.left_eye, lm.right_eye)]

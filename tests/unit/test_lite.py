@@ -1,5 +1,6 @@
 """The weight-free lite engine: determinism, locality of the warp, and the tracks it follows."""
 import os
+from dataclasses import replace
 
 import cv2
 import matplotlib
@@ -7,8 +8,9 @@ import numpy as np
 import pytest
 
 from sonic_core.engines.lite import LiteAnimator
+from sonic_core.engines.lite_jaw import jaw_split
 from sonic_core.media.audio import load_audio
-from sonic_core.media.face import detect_face
+from sonic_core.media.face import detect_face, face_landmarks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FPS = 25
@@ -30,6 +32,13 @@ def speech():
 def make(portrait, speech, **kw):
     (image, face), (audio, n) = portrait, speech
     return LiteAnimator(image, face, audio, FPS, n, **kw)
+
+
+def grace_hopper():
+    """A closed-mouth portrait (public domain, shipped with matplotlib)."""
+    image = cv2.cvtColor(cv2.imread(os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")),
+                         cv2.COLOR_BGR2RGB)
+    return image, detect_face(image)
 
 
 def test_deterministic_per_seed(portrait, speech):
@@ -68,9 +77,7 @@ def test_still_head_keeps_upper_face(portrait, speech):
 def test_open_mouth_is_a_warm_lens_shaped_cavity(speech):
     """On a closed-mouth portrait the opened gap is dark warm red-brown (never black or grey) and lens-shaped:
     rounding makes it narrower."""
-    image = cv2.cvtColor(cv2.imread(os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")),
-                         cv2.COLOR_BGR2RGB)
-    face = detect_face(image)
+    image, face = grace_hopper()
     anim = make((image, face), speech, motion_scale=0.0)
     mouth, lm = anim._mouth, anim.landmarks
     b, fh = mouth.box, face.height
@@ -88,6 +95,52 @@ def test_open_mouth_is_a_warm_lens_shaped_cavity(speech):
     assert np.all(deepest[:, 0] > 1.6 * deepest[:, 1])                           # warm, not grey
     width = [np.count_nonzero(dark(p).any(axis=0)) for p in (spread, rounded)]
     assert width[1] < 0.8 * width[0]
+
+
+@pytest.mark.parametrize("which", ["smile with teeth", "closed mouth"])
+def test_jaw_drops_below_the_upper_teeth(portrait, which):
+    """Fully open: the upper lip and upper teeth stay where the photo has them (the skull does not move), the
+    lower lip moves down with the jaw, and between them a shaded cavity opens, darker than the lips but not a
+    flat black slit. The rows are placed by the shared face finder, not by the engine under test."""
+    image, face = portrait if which == "smile with teeth" else grace_hopper()
+    anim = LiteAnimator(image, face, np.zeros(16000, np.float32), FPS, 1, motion_scale=0.0)
+    opened = image.copy()
+    opened[anim._mouth.box.sl()] = anim._mouth.render(image, 1.0, 0.0)
+    lm, fh = face_landmarks(image, face), face.height
+    cx, hw = lm.mouth[0], lm.mouth_half_width
+    gray = [cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[:, int(cx - 0.5 * hw):int(cx + 0.5 * hw)].astype(np.float32)
+            for im in (image, opened)]
+    # Upper lip / upper teeth rows, just above the lip line: unchanged.
+    upper = slice(int(lm.lip_y - 0.1 * fh), int(lm.lip_y - 0.01 * fh))
+    assert np.abs(gray[1][upper] - gray[0][upper]).mean() < 2.0
+    # The lower lip's lower edge and the skin under it: found again lower down, by at least 6% of the face.
+    y0, y1 = int(lm.lower_lip_bottom - 0.03 * fh), int(lm.lower_lip_bottom + 0.1 * fh)
+    err = [np.abs(gray[1][y0 + k:y1 + k] - gray[0][y0:y1]).mean() for k in range(int(0.2 * fh))]
+    drop = int(np.argmin(err))
+    assert drop >= 0.06 * fh and err[drop] < 0.5 * err[0]
+    # The gap between: dark, but shaded.
+    gap = gray[1][int(lm.lip_y + 2):int(lm.lip_y + drop - 2)]
+    lips = gray[0][int(lm.lip_y):int(lm.lower_lip_bottom)]
+    assert gap.mean() < 0.6 * lips.mean() and gap.std() > 3.0 and gap.min() > 5
+
+
+def test_jaw_split_finds_the_upper_teeth_and_the_lip_line(portrait):
+    """Smile: the split lies under the upper teeth (bright above, lip below). Closed mouth placed by proportions
+    only: the split moves to the darkest line, where the colour-based finder puts it. Grey photo: left alone."""
+    image, face = portrait
+    lm = jaw_split(image, face, face_landmarks(image, face))
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    y, x = int(round(lm.lip_y)), int(lm.mouth[0])
+    assert lm.teeth_visible and "teeth" in lm.refined
+    assert gray[y - 3:y, x - 5:x + 5].mean() > gray[y + 1:y + 4, x - 5:x + 5].mean() + 15
+
+    image, face = grace_hopper()
+    lm = face_landmarks(image, face)
+    assert "mouth" in lm.refined and jaw_split(image, face, lm) == lm
+    guessed = replace(lm, lip_y=lm.lip_y + 0.04 * face.height, refined=())
+    assert abs(jaw_split(image, face, guessed).lip_y - lm.lip_y) < 0.015 * face.height
+    grey = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    assert jaw_split(grey, face, guessed) == guessed
 
 
 def test_dynamic_scale_scales_the_mouth(portrait, speech):
