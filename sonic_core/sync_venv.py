@@ -41,12 +41,16 @@ def _requirements_hash() -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def is_ready(venv: str) -> bool:
+def _stamp(venv: str) -> str | None:
     try:
         with open(os.path.join(venv, _STAMP)) as f:
-            return f.read().strip() == _requirements_hash() and os.path.isfile(venv_python(venv))
+            return f.read().strip()
     except OSError:
-        return False
+        return None
+
+
+def is_ready(venv: str) -> bool:
+    return os.path.isfile(venv_python(venv)) and _stamp(venv) == _requirements_hash()
 
 
 def _run(cmd: list[str], what: str, venv: str) -> None:
@@ -79,9 +83,11 @@ def setup(venv: str | None = None) -> str:
 def run_meter(video_path: str) -> dict:
     """The mouth track of a video from mouth_meter.py in the side venv: {"fps", "times", "mouth"}."""
     venv = venv_dir()
-    if not is_ready(venv):
-        raise SyncMeterError(f"its venv {venv} is missing or older than {REQUIREMENTS}",
+    if not os.path.isfile(venv_python(venv)):
+        raise SyncMeterError(f"its venv {venv} is missing",
                              f"run `{SETUP_COMMAND}` (once; it installs MediaPipe FaceMesh there)")
+    if _stamp(venv) not in (None, _requirements_hash()):   # no stamp: made by hand, as REQUIREMENTS shows
+        raise SyncMeterError(f"its venv {venv} was built from an older {REQUIREMENTS}", f"run `{SETUP_COMMAND}`")
     # absl/TFLite log to stderr on every start; keep only their errors
     env = dict(os.environ, GLOG_minloglevel="2", TF_CPP_MIN_LOG_LEVEL="2")
     r = subprocess.run([venv_python(venv), METER, video_path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -3,6 +3,7 @@ jaw drops (a warp of the lower face, a dark gap between the lips) by an amount f
 frame by frame. The same frames are muxed with the sound advanced or delayed by whole frames, so the true offset
 of each file is known exactly, and the meter (MediaPipe FaceMesh, in its side venv) must report exactly that."""
 import os
+import sys
 from fractions import Fraction
 
 import av
@@ -10,9 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
+from sonic_core.errors import SyncMeterError
 from sonic_core.media.audio import load_audio
 from sonic_core.media.face import detect_face, face_landmarks
 from sonic_core.sync import measure_sync, sync_from_arrays
+from sonic_core.sync_venv import is_ready, venv_python
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FPS, SR = 25, 16000
@@ -144,6 +147,19 @@ def test_small_face_in_a_large_frame_that_leaves_for_a_second(example_image, tmp
     report = measure_sync(str(tmp_path / "wide.mp4"))
     assert report.face_frames == len(frames) - 25 and report.offset_frames == -2 and report.peak >= 0.6, \
         report.to_dict()
+
+
+def test_meter_venv_from_older_requirements_is_refused(tmp_path, monkeypatch):
+    venv = tmp_path / "old"
+    os.makedirs(os.path.dirname(venv_python(str(venv))))
+    os.symlink(sys.executable, venv_python(str(venv)))
+    (venv / ".sonicflow-sync").write_text("sha256 of requirements that have changed since")
+    monkeypatch.setenv("SONICFLOW_SYNC_VENV", str(venv))
+    assert not is_ready(str(venv))
+    video = str(tmp_path / "v.mp4")
+    write_mp4(video, [np.zeros((64, 64, 3), np.uint8)] * 5, np.zeros(5 * HOP, np.float32))
+    with pytest.raises(SyncMeterError, match="older .*sonicflow sync-check --setup"):
+        measure_sync(video)
 
 
 def test_sync_from_arrays_sign_and_peak():
