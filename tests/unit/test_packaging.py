@@ -38,7 +38,8 @@ def test_wheel_carries_every_data_file(installed):
     _, names = installed
     tracked = subprocess.run(["git", "ls-files", "web/pages", "workflows"], cwd=ROOT, stdout=subprocess.PIPE,
                              text=True, check=True).stdout.split()
-    want = {"sonic_core/publish/aigc_label.png", "queue_bridge/job_schema.json"}
+    want = {"sonic_core/publish/aigc_label.png", "sonic_core/mouth_meter.py", "sonic_core/mouth_meter_requirements.txt",
+            "queue_bridge/job_schema.json"}
     want |= {"queue_bridge/pages/" + os.path.basename(p) for p in tracked if p.startswith("web/pages/")}
     want |= {"queue_bridge/workflows/" + os.path.basename(p) for p in tracked if p.startswith("workflows/")}
     assert want - names == set()
