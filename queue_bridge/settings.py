@@ -16,7 +16,7 @@ from .paths import OUT, data_dir
 
 # The commands a setting is offered on (the CLI's sub-commands).
 BROKER = ("worker", "submit", "status", "dlq", "cancel", "api")
-STORE = ("worker", "submit", "api")
+STORE = BROKER  # status and dlq accept them too, so one set of flags serves every command
 
 
 def split(value: str) -> list[str]:

@@ -6,7 +6,7 @@ import os
 
 from aiohttp import web
 
-from ..paths import ROOT, data_dir
+from .. import ROOT, data_dir
 
 PAGES = data_dir("web", "pages")
 ICON = os.path.join(ROOT, "web", "icon.png")   # the checkout's only: an installed front door has no favicon

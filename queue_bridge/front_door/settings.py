@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from .. import Settings
-from ..paths import OUT
-from ..settings import Declared, setting
+from .. import OUT, Declared, Settings, setting
 
 API = ("api",)
 

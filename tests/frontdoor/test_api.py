@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from queue_bridge import webhooks
+from queue_bridge.front_door import webhooks
 
 from .conftest import portrait_png, speech_wav, submit, wait_until
 
