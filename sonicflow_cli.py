@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     _bridge_common(w)
     w.add_argument("--comfy", action="append", help="ComfyUI URL; repeat for one consumer per instance/GPU "
                                                     "(env SONICFLOW_COMFY_URL, comma-separated)")
-    w.add_argument("--templates", help="folder of API-format templates (env SONICFLOW_TEMPLATES; default workflows/)")
+    w.add_argument("--templates", help="folder of API-format templates (env SONICFLOW_TEMPLATES; default templates/)")
     w.add_argument("--input-root", dest="input_root", help="path inputs must lie under it (env SONICFLOW_INPUT_ROOT)")
     w.add_argument("--http-allow", dest="http_allow", action="append", help="host glob allowed for http(s) inputs")
     w.add_argument("--output-allow", dest="output_allow", action="append", help="URL prefix a job may send results to")
@@ -324,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--table-prefix", dest="table_prefix", help="prefix of the job store's tables (default sf_)")
     a.add_argument("--public-url", dest="public_url", help="absolute base URL for links (default: relative links)")
     a.add_argument("--template", help="workflow template jobs run (default talking_head)")
-    a.add_argument("--templates", help="folder of templates, to check parameter names (default workflows/)")
+    a.add_argument("--templates", help="folder of templates, to check parameter names (default templates/)")
     a.add_argument("--webhook-allow", dest="webhook_allow", action="append", help=argparse.SUPPRESS)  # tests only
     a.add_argument("--name", default="default", help="create-key: a label for the key")
     a.add_argument("--rate", type=float, default=30.0, help="create-key: submissions per minute")

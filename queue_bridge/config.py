@@ -5,15 +5,15 @@ import os
 from dataclasses import dataclass, field
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# A checkout or the ComfyUI pack folder holds workflows/ and web/ at its top; an installed wheel carries them inside
+# A checkout or the ComfyUI pack folder holds templates/ and web/ at its top; an installed wheel carries them inside
 # this package (pyproject.toml) and writes its outputs under the working directory, not into site-packages.
-CHECKOUT = os.path.isdir(os.path.join(ROOT, "workflows"))
+CHECKOUT = os.path.isdir(os.path.join(ROOT, "templates"))
 OUT = os.path.join(ROOT if CHECKOUT else os.getcwd(), "out")
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
 def data_dir(*checkout_path: str) -> str:
-    """A data folder of the checkout (`web/pages`, `workflows`), or its copy in an installed package."""
+    """A data folder of the checkout (`web/pages`, `templates`), or its copy in an installed package."""
     return os.path.join(ROOT, *checkout_path) if CHECKOUT else os.path.join(_PACKAGE, checkout_path[-1])
 
 
@@ -22,7 +22,7 @@ ENV = {
     "comfy": ("SONICFLOW_COMFY_URL", "http://127.0.0.1:8188"),  # comma-separated for several
     "store": ("SONICFLOW_STORE_URL", "file://" + os.path.join(OUT, "bridge-store")),
     "s3_endpoint": ("SONICFLOW_S3_ENDPOINT", ""),
-    "templates": ("SONICFLOW_TEMPLATES", data_dir("workflows")),
+    "templates": ("SONICFLOW_TEMPLATES", data_dir("templates")),
     "input_root": ("SONICFLOW_INPUT_ROOT", ""),
     "http_allow": ("SONICFLOW_HTTP_ALLOW", ""),  # comma-separated host globs
     "output_allow": ("SONICFLOW_OUTPUT_ALLOW", ""),  # comma-separated URL prefixes a job may send results to

@@ -32,7 +32,7 @@ def test_bridge_state_route_in_comfyui(comfy_server, rabbit):
 @pytest.mark.slow
 def test_template_opens_runs_and_previews(comfy_server, tmp_path):
     shots = screenshot_dir(tmp_path)
-    with open(os.path.join(ROOT, "workflows", "talking_head.json")) as f:
+    with open(os.path.join(ROOT, "example_workflows", "talking_head.json")) as f:
         workflow = json.load(f)
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1600, "height": 1000})

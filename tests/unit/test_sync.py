@@ -14,7 +14,7 @@ from sonic_core.media.face import detect_face
 from sonic_core.sync import measure_sync, sync_from_arrays
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PORTRAITS = {"astronaut": os.path.join(ROOT, "examples", "portrait.png"),
+PORTRAITS = {"astronaut": os.path.join(ROOT, "sample_media", "portrait.png"),
              "grace_hopper": os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")}
 FPS, SR = 25, 16000
 
@@ -40,7 +40,7 @@ def write_mp4(path, frames, fps, audio):
 
 @pytest.fixture(scope="module")
 def speech():
-    audio = load_audio(os.path.join(ROOT, "examples", "speech.wav")).mono_at(SR)
+    audio = load_audio(os.path.join(ROOT, "sample_media", "speech.wav")).mono_at(SR)
     n = int(len(audio) / SR * FPS)
     return audio[: int(round(n / FPS * SR))], n
 
