@@ -41,8 +41,10 @@ class SonicFlowVideoEncode(SonicFlowNode):
                                tooltip="Used for an IMAGE batch; a SonicFlow frame sequence carries its own fps."),
                 io.Int.Input("crf", default=18, min=0, max=51,
                              tooltip="H.264 quality: lower is better and bigger (18 is visually lossless)."),
-                io.Combo.Input("preset", options=list(PRESETS), default="veryfast", tooltip="H.264 speed/size trade-off."),
-                io.String.Input("filename_prefix", default="sonicflow/video", tooltip="Name of the file in the temp folder."),
+                io.Combo.Input("preset", options=list(PRESETS), default="veryfast",
+                               tooltip="H.264 speed/size trade-off."),
+                io.String.Input("filename_prefix", default="sonicflow/video",
+                                tooltip="Name of the file in the temp folder."),
                 io.Combo.Input("ai_label", options=list(LABEL_MODES), default=LABEL_MODES[0], optional=True, tooltip=
                                "AI-content labels (GB 45438-2025): 'AI生成' shown for the first 2 s plus the AIGC "
                                "metadata field; turning the visible label off is logged."),
@@ -59,7 +61,8 @@ class SonicFlowVideoEncode(SonicFlowNode):
     @user_errors
     def execute(cls, fps, crf, preset, filename_prefix, ai_label=LABEL_MODES[0], frames=None, images=None, audio=None):
         if frames is None and images is None:
-            raise SonicFlowNodeError("SonicFlow Video Encode: frames: nothing to encode. Fix: connect frames or images.")
+            raise SonicFlowNodeError("SonicFlow Video Encode: frames: nothing to encode. "
+                                     "Fix: connect frames or images.")
         if frames is None:
             frames = ArrayFrames(np.stack([image_to_numpy(images, i) for i in range(images.shape[0])]), fps)
         aud = audio_from_comfy(audio).fitted(frames.duration) if audio is not None else None

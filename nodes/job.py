@@ -46,7 +46,8 @@ class SonicFlowJobInput(SonicFlowNode):
             "that loader. Value kinds (string, int, float, boolean): link the output where the value goes; `default` "
             "is used when you run it by hand or the job leaves it out.",
             inputs=[
-                io.String.Input("name", default="input", tooltip="The name a job uses for this input (e.g. image, seed)."),
+                io.String.Input("name", default="input",
+                                tooltip="The name a job uses for this input (e.g. image, seed)."),
                 io.Combo.Input("type", options=list(INPUT_KINDS), default="string",
                                tooltip="What the job must give: a file of this kind, or a value of this type."),
                 io.String.Input("default", default="", tooltip="Value kinds: the value when the job leaves it out "
@@ -110,8 +111,10 @@ class SonicFlowJobResult(SonicFlowNode):
         return cls.schema(
             "Marks what this workflow returns to a batch job, under a name (e.g. link Publish's url as 'video'). The "
             "bridge fetches files it names and stores them where the job asked.",
-            inputs=[io.String.Input("name", default="video", tooltip="The name of this result in the job's result message."),
-                    io.AnyType.Input("value", tooltip="What is returned: a file path or URL (e.g. Publish's url), or a value.")],
+            inputs=[io.String.Input("name", default="video",
+                                    tooltip="The name of this result in the job's result message."),
+                    io.AnyType.Input("value", tooltip="What is returned: a file path or URL (e.g. Publish's url), "
+                                                      "or a value.")],
             outputs=[], is_output_node=True)
 
     @classmethod

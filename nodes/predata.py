@@ -25,8 +25,8 @@ class SonicFlowPreData(SonicFlowNode):
                                tooltip="How far the crop reaches beyond the face box, per side (official 0.5)."),
                 io.Float.Input("duration", default=0.0, min=0.0, max=3600.0, step=0.1,
                                tooltip="Seconds of audio to use; 0 = the whole audio. Never longer than the audio."),
-                io.Combo.Input("no_face", options=list(NO_FACE_MODES), default="error",
-                               tooltip="When no face is found: stop with an error, or animate the centre of the image."),
+                io.Combo.Input("no_face", options=list(NO_FACE_MODES), default="error", tooltip=
+                               "When no face is found: stop with an error, or animate the centre of the image."),
             ],
             outputs=[PREDATA.Output(display_name="predata", tooltip="Everything Generate needs."),
                      io.Float.Output(display_name="duration", tooltip="Video length in seconds (= the audio's)."),
@@ -36,7 +36,8 @@ class SonicFlowPreData(SonicFlowNode):
     @user_errors
     def execute(cls, image, audio, min_resolution, expand_ratio, duration, no_face):
         img, aud = image_to_numpy(image), audio_from_comfy(audio)
-        pre = prepare(img, aud, min_resolution=min_resolution, expand_ratio=expand_ratio, duration=duration, no_face=no_face)
+        pre = prepare(img, aud, min_resolution=min_resolution, expand_ratio=expand_ratio, duration=duration,
+                      no_face=no_face)
         pre.info["inputs"] = {"image_sha256": digest(img), "audio_sha256": digest(aud.samples),
                               "min_resolution": min_resolution, "expand_ratio": expand_ratio, "duration": duration}
         return io.NodeOutput(pre, pre.duration, pre.n_frames)
