@@ -12,8 +12,6 @@ NODES = [SonicFlowLoadImage, SonicFlowLoadAudio, SonicFlowPreData, SonicFlowGene
          SonicFlowPublish, SonicFlowFramesToImages, SonicFlowImagesToFrames, SonicFlowJobInput, SonicFlowJobResult]
 
 
-
-
 class SonicFlowExtension(ComfyExtension):
     async def get_node_list(self):
         return NODES

@@ -11,8 +11,8 @@ from .models import comfy_placement, sonic_model_roots
 
 
 def _input(f) -> io.Input:
-    """A node input from an option's declaration (sonic_core.options): options only the sonic engine reads are
-    optional, so a workflow saved before one was added still loads."""
+    """A node input from an option's declaration (sonic_core.options); the options only the sonic engine reads are
+    optional inputs."""
     m = f.metadata
     tip = m["help"][0].upper() + m["help"][1:] + "." + (" Sonic only." if m["sonic"] else "")
     if m["choices"]:
