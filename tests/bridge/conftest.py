@@ -141,7 +141,7 @@ def media_root(tmp_path_factory):
 def templates_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("bridge-templates")
     for name in ("talking_head_api.json", "talking_head_api.bridge.json"):
-        shutil.copyfile(os.path.join(ROOT, "workflows", name), d / name)
+        shutil.copyfile(os.path.join(ROOT, "templates", name), d / name)
     for name in ("sleep_api.json", "crash_api.json"):
         shutil.copyfile(os.path.join(HERE, name), d / name)
     return d
