@@ -1,4 +1,7 @@
-"""SonicFlow, as a ComfyUI custom-node pack: clone this folder into ComfyUI/custom_nodes/."""
+"""SonicFlow, as a ComfyUI custom-node pack: clone this folder into ComfyUI/custom_nodes/.
+
+The nodes use ComfyUI's V3 schema, registered through `comfy_entrypoint`; this module must not define
+NODE_CLASS_MAPPINGS (ComfyUI would then take the pack for a V1 one and never call the entrypoint)."""
 import importlib.util
 import os
 import sys
@@ -19,11 +22,14 @@ def _load_contract() -> None:
 
 if importlib.util.find_spec("folder_paths") is not None:  # inside ComfyUI
     _load_contract()
-    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+    from .nodes import SonicFlowExtension
     from .server_routes import register
 
     register()  # GET /sonicflow/bridge/state for the canvas panel
-else:  # imported outside ComfyUI (pytest collecting this folder, a plain `pip install`): nothing to register
-    NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = {}, {}
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
+    async def comfy_entrypoint() -> SonicFlowExtension:
+        return SonicFlowExtension()
+
+    __all__ = ["WEB_DIRECTORY", "comfy_entrypoint"]
+else:  # imported outside ComfyUI (pytest collecting this folder, a plain `pip install`): nothing to register
+    __all__ = ["WEB_DIRECTORY"]

@@ -32,10 +32,10 @@ AMQP = os.environ.get("SONICFLOW_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%
 def media() -> tuple[bytes, bytes]:
     from PIL import Image
 
-    im = Image.open(os.path.join(ROOT, "examples", "portrait.png")).convert("RGB").resize((256, 256))
+    im = Image.open(os.path.join(ROOT, "sample_media", "portrait.png")).convert("RGB").resize((256, 256))
     jpg = io.BytesIO()
     im.save(jpg, "JPEG", quality=85)
-    with wave.open(os.path.join(ROOT, "examples", "speech.wav")) as src:
+    with wave.open(os.path.join(ROOT, "sample_media", "speech.wav")) as src:
         params, frames = src.getparams(), src.readframes(src.getframerate())
     wav = io.BytesIO()
     with wave.open(wav, "wb") as dst:

@@ -45,8 +45,8 @@ def rate(fn, n: int) -> float:
 
 
 def main() -> int:
-    audio = load_audio(os.path.join(ROOT, "examples", "speech.wav"))
-    portrait = load_image(os.path.join(ROOT, "examples", "portrait.png"))
+    audio = load_audio(os.path.join(ROOT, "sample_media", "speech.wav"))
+    portrait = load_image(os.path.join(ROOT, "sample_media", "portrait.png"))
     n = int(audio.duration * FPS)
     results = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                            "opencv_threads": cv2.getNumThreads()}, "frames": n}

@@ -41,8 +41,8 @@ def pct(values, q):
 
 
 def make_inputs(folder):
-    shutil.copyfile(os.path.join(ROOT, "examples", "portrait.png"), os.path.join(folder, "portrait.png"))
-    with wave.open(os.path.join(ROOT, "examples", "speech.wav")) as src:
+    shutil.copyfile(os.path.join(ROOT, "sample_media", "portrait.png"), os.path.join(folder, "portrait.png"))
+    with wave.open(os.path.join(ROOT, "sample_media", "speech.wav")) as src:
         params, frames = src.getparams(), src.readframes(int(src.getframerate() * 1.5))
     with wave.open(os.path.join(folder, "speech.wav"), "wb") as dst:
         dst.setparams(params)
@@ -50,7 +50,7 @@ def make_inputs(folder):
 
 
 def direct(comfy: ComfyClient, folder: str, seeds) -> list[float]:
-    lib = TemplateLibrary(os.path.join(ROOT, "workflows"))
+    lib = TemplateLibrary(os.path.join(ROOT, "templates"))
     t = lib.get("talking_head")
     info = comfy.object_info()
     times = []

@@ -11,8 +11,8 @@
    UNet / VAE / CLIP ViT-H and whisper-tiny configs; ~11 GB, unet.pth fp32 as official) on the GPU in well under
    a minute; kept (with a stamp) and reused on the next run. `--config-dir tests/data/sonic_tiny_config --size 64`
    runs the very same code at a tiny size on the CPU.
-2. Inputs: examples/portrait.png centre-cropped to a square and resized to --size (so both sides work at
-   size x size), and the first --seconds of examples/speech.wav (repeated when longer is asked), as 16 kHz WAV.
+2. Inputs: sample_media/portrait.png centre-cropped to a square and resized to --size (so both sides work at
+   size x size), and the first --seconds of sample_media/speech.wav (repeated when longer is asked), as 16 kHz WAV.
 3. SonicFlow (this process): the engine's `load_models` at --dtype on --device (--memory-mode: gpu, the
    default, keeps every model there; offload moves each stage's models there for that stage only; the plan,
    with its decode chunk, is saved with each run); `detect_official` + `image_inputs`,
@@ -445,8 +445,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=42, help="non-zero: the official code ignores a seed of 0")
     ap.add_argument("--config-dir", default=DEFAULT_CONFIG_DIR, help="model configs in the official layout")
     ap.add_argument("--checkpoints", default=None, help="weights folder (made if it lacks the bench stamp)")
-    ap.add_argument("--image", default=os.path.join(ROOT, "examples", "portrait.png"))
-    ap.add_argument("--audio", default=os.path.join(ROOT, "examples", "speech.wav"))
+    ap.add_argument("--image", default=os.path.join(ROOT, "sample_media", "portrait.png"))
+    ap.add_argument("--audio", default=os.path.join(ROOT, "sample_media", "speech.wav"))
     ap.add_argument("--official", default=None, help="official code folder (default .official/ when it exists)")
     ap.add_argument("--official-python", default=None, help="python for the official side (default: this one)")
     ap.add_argument("--official-pythonpath", default=None,

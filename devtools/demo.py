@@ -1,6 +1,6 @@
 """`make demo`: the bundled API-format template, run in a real headless ComfyUI on the bundled example.
 
-Starts a private ComfyUI with SonicFlow, uploads examples/portrait.png and examples/speech.wav under the names
+Starts a private ComfyUI with SonicFlow, uploads sample_media/portrait.png and sample_media/speech.wav under the names
 the template uses, queues the template through POST /prompt, downloads what Publish wrote, saves it as
 out/demo.mp4, and prints the lip-sync meter's verdict on it.
 """
@@ -14,9 +14,9 @@ import time
 from devtools.comfyui import ROOT, ComfyServer, scratch_base
 from queue_bridge.comfy_client import ComfyClient
 
-TEMPLATE = os.path.join(ROOT, "workflows", "talking_head_api.json")
-EXAMPLE_IMAGE = os.path.join(ROOT, "examples", "portrait.png")
-EXAMPLE_AUDIO = os.path.join(ROOT, "examples", "speech.wav")
+TEMPLATE = os.path.join(ROOT, "templates", "talking_head_api.json")
+EXAMPLE_IMAGE = os.path.join(ROOT, "sample_media", "portrait.png")
+EXAMPLE_AUDIO = os.path.join(ROOT, "sample_media", "speech.wav")
 
 
 def load_template(path: str = TEMPLATE) -> dict:

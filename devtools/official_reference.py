@@ -35,8 +35,8 @@ def parse_args():
     ap.add_argument("--official", required=True, help="checkout of jixiaozhong/Sonic (outside the project)")
     ap.add_argument("--checkpoints", required=True, help="official-layout checkpoints folder (tiny, random weights)")
     ap.add_argument("--out", required=True, help="output folder (tests/data/sonic_golden)")
-    ap.add_argument("--image", default=os.path.join(ROOT, "examples", "portrait.png"))
-    ap.add_argument("--audio", default=os.path.join(ROOT, "examples", "speech.wav"))
+    ap.add_argument("--image", default=os.path.join(ROOT, "sample_media", "portrait.png"))
+    ap.add_argument("--audio", default=os.path.join(ROOT, "sample_media", "speech.wav"))
     ap.add_argument("--input-size", type=int, default=128, help="the portrait is first downscaled to this square size")
     ap.add_argument("--min-resolution", type=int, default=64, help="official process(min_resolution=...)")
     ap.add_argument("--seconds", type=float, default=2.4, help="leading seconds of the audio used")
@@ -571,9 +571,9 @@ def main():
                      "transformers": transformers.__version__, "huggingface_hub": huggingface_hub.__version__,
                      "librosa": librosa.__version__, "numpy": np.__version__, "pillow": PIL.__version__},
         "settings": {
-            "input_image": "input_image.png", "input_image_source": "examples/portrait.png resized with PIL LANCZOS",
+            "input_image": "input_image.png", "input_image_source": "sample_media/portrait.png resized with PIL LANCZOS",
             "input_image_size": [args.input_size, args.input_size],
-            "input_audio": "input_audio.wav", "input_audio_source": "examples/speech.wav, leading samples",
+            "input_audio": "input_audio.wav", "input_audio_source": "sample_media/speech.wav, leading samples",
             "audio_samples": n_samples, "audio_seconds": n_samples / 16000,
             "min_resolution": args.min_resolution, "inference_steps": args.steps, "seed": args.seed,
             "dynamic_scale": args.dynamic_scale, "crop": False, "expand_ratio_for_preprocess_record": args.expand_ratio,

@@ -1,7 +1,7 @@
 """Writes the UI-format workflow (what people open in the canvas) from the API-format template (what scripts
 run), using ComfyUI's own node definitions, so the two never drift apart.
 
-    python -m devtools.ui_workflow        # rewrites workflows/talking_head.json
+    python -m devtools.ui_workflow        # rewrites example_workflows/talking_head.json
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import os
 from devtools.comfyui import ROOT, ComfyServer, scratch_base
 from queue_bridge.comfy_client import ComfyClient
 
-API = os.path.join(ROOT, "workflows", "talking_head_api.json")
-UI = os.path.join(ROOT, "workflows", "talking_head.json")
+API = os.path.join(ROOT, "templates", "talking_head_api.json")
+UI = os.path.join(ROOT, "example_workflows", "talking_head.json")
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 # Widgets the frontend adds on its own, saved after the widget they belong to.
 EXTRA_VALUES = {"image_upload": ["image"], "audio_upload": [None, None]}

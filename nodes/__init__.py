@@ -1,15 +1,20 @@
-"""ComfyUI adapters: the only code in SonicFlow that imports comfy.* and folder_paths."""
+"""ComfyUI adapters (V3 node schema): the only code in SonicFlow that imports comfy.* and folder_paths."""
+from comfy_api.latest import ComfyExtension
+
 from .encode import SonicFlowVideoEncode
 from .generate import SonicFlowFramesToImages, SonicFlowGenerate, SonicFlowImagesToFrames
 from .job import SonicFlowJobInput, SonicFlowJobResult
-from .loaders import SonicFlowLoadAudio, SonicFlowLoadImage, install_examples
+from .loaders import SonicFlowLoadAudio, SonicFlowLoadImage, install_sample_media
 from .predata import SonicFlowPreData
 from .publish import SonicFlowPublish
 
-_NODES = [SonicFlowLoadImage, SonicFlowLoadAudio, SonicFlowPreData, SonicFlowGenerate, SonicFlowVideoEncode,
-          SonicFlowPublish, SonicFlowFramesToImages, SonicFlowImagesToFrames, SonicFlowJobInput, SonicFlowJobResult]
+NODES = [SonicFlowLoadImage, SonicFlowLoadAudio, SonicFlowPreData, SonicFlowGenerate, SonicFlowVideoEncode,
+         SonicFlowPublish, SonicFlowFramesToImages, SonicFlowImagesToFrames, SonicFlowJobInput, SonicFlowJobResult]
 
-NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in _NODES}
-NODE_DISPLAY_NAME_MAPPINGS = {cls.__name__: f"SonicFlow {cls.TITLE}" for cls in _NODES}
 
-install_examples()
+class SonicFlowExtension(ComfyExtension):
+    async def get_node_list(self):
+        return NODES
+
+
+install_sample_media()  # at import: ComfyUI 0.3.75 never calls ComfyExtension.on_load

@@ -5,8 +5,13 @@ import hashlib
 
 import numpy as np
 import torch
+from comfy_api.latest import io
 
 from ..sonic_core import Audio
+
+# The socket types SonicFlow's nodes pass between them (the names saved workflows use).
+FRAMES = io.Custom("SONICFLOW_FRAMES")  # a frame sequence, streamed (sonic_core FrameSequence)
+PREDATA = io.Custom("SONICFLOW_PREDATA")  # what PreData decided (sonic_core.PreData)
 
 
 def image_to_numpy(image: torch.Tensor, index: int = 0) -> np.ndarray:

@@ -10,24 +10,13 @@ import json
 import os
 
 import folder_paths
+from comfy_api.latest import io
 
-from .errors import SonicFlowNodeError
+from .base import SonicFlowNode, SonicFlowNodeError
 
 INPUT_KINDS = ("image", "audio", "video", "file", "string", "int", "float", "boolean")
 FILE_KINDS = ("image", "audio", "video", "file")
 RESULT_KEY = "sonicflow_result"  # key of the ui dict the bridge reads back from /history
-
-
-class AnyType(str):
-    """A socket type that matches every other type (ComfyUI compares types with `!=`)."""
-
-    def __ne__(self, other):
-        return False
-
-    __hash__ = str.__hash__
-
-
-ANY = AnyType("*")
 
 
 def parse_value(kind: str, text: str):
@@ -46,40 +35,40 @@ def parse_value(kind: str, text: str):
     return text
 
 
-class SonicFlowJobInput:
+class SonicFlowJobInput(SonicFlowNode):
     TITLE = "Job Input"
-    CATEGORY = "SonicFlow"
-    DESCRIPTION = ("Declares one input of this workflow for batch jobs (RabbitMQ bridge), filled by name. File kinds "
-                   "(image, audio, video, file): link a loader's output into `value`; the bridge puts the job's file "
-                   "into that loader. Value kinds (string, int, float, boolean): link the output where the value goes; "
-                   "`default` is used when you run it by hand or the job leaves it out.")
-    RETURN_TYPES = (ANY,)
-    RETURN_NAMES = ("value",)
-    OUTPUT_TOOLTIPS = ("The linked loader's output (file kinds) or the value (value kinds).",)
-    FUNCTION = "emit"
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "name": ("STRING", {"default": "input", "tooltip": "The name a job uses for this input (e.g. image, seed)."}),
-            "type": (list(INPUT_KINDS), {"default": "string", "tooltip": "What the job must give: a file of this "
-                                                                       "kind, or a value of this type."}),
-            "default": ("STRING", {"default": "", "tooltip": "Value kinds: the value when the job leaves it out "
-                                                             "(written as text: 7, 0.5, true, lite)."}),
-            "required": ("BOOLEAN", {"default": False, "tooltip": "A job that leaves this input out is refused."}),
-        }, "optional": {
-            "value": (ANY, {"tooltip": "File kinds: link the loader's output here (its file is what the job replaces)."}),
-        }}
+    def define_schema(cls):
+        return cls.schema(
+            "Declares one input of this workflow for batch jobs (RabbitMQ bridge), filled by name. File kinds "
+            "(image, audio, video, file): link a loader's output into `value`; the bridge puts the job's file into "
+            "that loader. Value kinds (string, int, float, boolean): link the output where the value goes; `default` "
+            "is used when you run it by hand or the job leaves it out.",
+            inputs=[
+                io.String.Input("name", default="input",
+                                tooltip="The name a job uses for this input (e.g. image, seed)."),
+                io.Combo.Input("type", options=list(INPUT_KINDS), default="string",
+                               tooltip="What the job must give: a file of this kind, or a value of this type."),
+                io.String.Input("default", default="", tooltip="Value kinds: the value when the job leaves it out "
+                                                               "(written as text: 7, 0.5, true, lite)."),
+                io.Boolean.Input("required", default=False, tooltip="A job that leaves this input out is refused."),
+                io.AnyType.Input("value", optional=True, tooltip="File kinds: link the loader's output here (its "
+                                                                 "file is what the job replaces)."),
+            ],
+            outputs=[io.AnyType.Output(display_name="value", tooltip="The linked loader's output (file kinds) or the "
+                                                                     "value (value kinds).")])
 
-    def emit(self, name, type, default, required, value=None):  # noqa: A002 (the widget is called `type`)
+    @classmethod
+    def execute(cls, name, type, default, required, value=None):  # noqa: A002 (the widget is called `type`)
         kind = type
         if value is not None:
-            return (value,)
+            return io.NodeOutput(value)
         if kind in FILE_KINDS:
             raise SonicFlowNodeError(f"SonicFlow Job Input '{name}': value: a {kind} input needs a loader linked "
                                      "into `value`. Fix: connect a Load Image / Load Audio output to it.")
         try:
-            return (parse_value(kind, default),)
+            return io.NodeOutput(parse_value(kind, default))
         except ValueError:
             raise SonicFlowNodeError(f"SonicFlow Job Input '{name}': default: {default!r} is not a valid {kind}. "
                                      f"Fix: type a {kind} value.") from None
@@ -114,21 +103,20 @@ def _describe(value) -> dict:
     return {"kind": "value", "value": str(value)}
 
 
-class SonicFlowJobResult:
+class SonicFlowJobResult(SonicFlowNode):
     TITLE = "Job Result"
-    CATEGORY = "SonicFlow"
-    OUTPUT_NODE = True
-    DESCRIPTION = ("Marks what this workflow returns to a batch job, under a name (e.g. link Publish's url as "
-                   "'video'). The bridge fetches files it names and stores them where the job asked.")
-    RETURN_TYPES = ()
-    FUNCTION = "report"
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "name": ("STRING", {"default": "video", "tooltip": "The name of this result in the job's result message."}),
-            "value": (ANY, {"tooltip": "What is returned: a file path or URL (e.g. Publish's url), or a value."}),
-        }}
+    def define_schema(cls):
+        return cls.schema(
+            "Marks what this workflow returns to a batch job, under a name (e.g. link Publish's url as 'video'). The "
+            "bridge fetches files it names and stores them where the job asked.",
+            inputs=[io.String.Input("name", default="video",
+                                    tooltip="The name of this result in the job's result message."),
+                    io.AnyType.Input("value", tooltip="What is returned: a file path or URL (e.g. Publish's url), "
+                                                      "or a value.")],
+            outputs=[], is_output_node=True)
 
-    def report(self, name, value):
-        return {"ui": {RESULT_KEY: [{"name": name, **_describe(value)}]}}
+    @classmethod
+    def execute(cls, name, value):
+        return io.NodeOutput(ui={RESULT_KEY: [{"name": name, **_describe(value)}]})

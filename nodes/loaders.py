@@ -6,24 +6,23 @@ import os
 import shutil
 
 import folder_paths
+from comfy_api.latest import io
 
-from ..sonic_core import load_audio
-from ..sonic_core import load_image
+from ..sonic_core import load_audio, load_image
+from .base import SonicFlowNode, user_errors
 from .convert import audio_to_comfy, numpy_to_image
-from .errors import user_errors
+
+SAMPLE_MEDIA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sample_media")
+SAMPLE_INPUTS = {"portrait.png": "sonicflow_portrait.png", "speech.wav": "sonicflow_speech.wav"}
 
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
-EXAMPLE_INPUTS = {"portrait.png": "sonicflow_portrait.png", "speech.wav": "sonicflow_speech.wav"}
-
-
-def install_examples() -> None:
-    """Put the bundled example into the input folder (once) so the bundled templates run as opened."""
+def install_sample_media() -> None:
+    """Put the bundled sample into the input folder (once) so the bundled templates run as opened."""
     root = folder_paths.get_input_directory()
-    for src, name in EXAMPLE_INPUTS.items():
-        if not os.path.exists(os.path.join(root, name)) and os.path.isfile(os.path.join(EXAMPLES, src)):
+    for src, name in SAMPLE_INPUTS.items():
+        if not os.path.exists(os.path.join(root, name)) and os.path.isfile(os.path.join(SAMPLE_MEDIA, src)):
             os.makedirs(root, exist_ok=True)
-            shutil.copyfile(os.path.join(EXAMPLES, src), os.path.join(root, name))
+            shutil.copyfile(os.path.join(SAMPLE_MEDIA, src), os.path.join(root, name))
 
 
 def _input_files(kinds: list[str]) -> list[str]:
@@ -46,56 +45,54 @@ def _validate(name: str, what: str):
     return True
 
 
-class SonicFlowLoadImage:
+class SonicFlowLoadImage(SonicFlowNode):
     TITLE = "Load Image"
-    CATEGORY = "SonicFlow"
-    DESCRIPTION = "Loads a portrait from the input folder, checked by content (real image, at most 40 MP)."
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("image",)
-    OUTPUT_TOOLTIPS = ("The portrait as an RGB image batch of one.",)
-    FUNCTION = "load"
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"image": (_input_files(["image"]), {
-            "image_upload": True, "tooltip": "A photo with one clearly visible face (PNG, JPEG or WebP)."})}}
+    def define_schema(cls):
+        return cls.schema(
+            "Loads a portrait from the input folder, checked by content (real image, at most 40 MP).",
+            inputs=[io.Combo.Input("image", options=_input_files(["image"]), upload=io.UploadType.image,
+                                   tooltip="A photo with one clearly visible face (PNG, JPEG or WebP).")],
+            outputs=[io.Image.Output(display_name="image", tooltip="The portrait as an RGB image batch of one.")])
 
+    @classmethod
     @user_errors
-    def load(self, image):
-        return (numpy_to_image(load_image(folder_paths.get_annotated_filepath(image))),)
+    def execute(cls, image):
+        return io.NodeOutput(numpy_to_image(load_image(folder_paths.get_annotated_filepath(image))))
 
     @classmethod
-    def IS_CHANGED(cls, image):
+    def fingerprint_inputs(cls, image):
         return _file_hash(image)
 
     @classmethod
-    def VALIDATE_INPUTS(cls, image):
+    def validate_inputs(cls, image):
         return _validate(image, "image")
 
 
-class SonicFlowLoadAudio:
+class SonicFlowLoadAudio(SonicFlowNode):
     TITLE = "Load Audio"
-    CATEGORY = "SonicFlow"
-    DESCRIPTION = "Loads speech from the input folder: wav, mp3, flac, ogg, m4a, or the sound of an mp4/mov (PyAV)."
-    RETURN_TYPES = ("AUDIO", "FLOAT")
-    RETURN_NAMES = ("audio", "duration")
-    OUTPUT_TOOLTIPS = ("The decoded audio.", "Its length in seconds: the video will last exactly this long.")
-    FUNCTION = "load"
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"audio": (_input_files(["audio", "video"]), {
-            "audio_upload": True, "tooltip": "A speech recording, or a video whose sound track is speech."})}}
+    def define_schema(cls):
+        return cls.schema(
+            "Loads speech from the input folder: wav, mp3, flac, ogg, m4a, or the sound of an mp4/mov (PyAV).",
+            inputs=[io.Combo.Input("audio", options=_input_files(["audio", "video"]), upload=io.UploadType.audio,
+                                   tooltip="A speech recording, or a video whose sound track is speech.")],
+            outputs=[io.Audio.Output(display_name="audio", tooltip="The decoded audio."),
+                     io.Float.Output(display_name="duration",
+                                     tooltip="Its length in seconds: the video will last exactly this long.")])
 
+    @classmethod
     @user_errors
-    def load(self, audio):
+    def execute(cls, audio):
         decoded = load_audio(folder_paths.get_annotated_filepath(audio))
-        return (audio_to_comfy(decoded), decoded.duration)
+        return io.NodeOutput(audio_to_comfy(decoded), decoded.duration)
 
     @classmethod
-    def IS_CHANGED(cls, audio):
+    def fingerprint_inputs(cls, audio):
         return _file_hash(audio)
 
     @classmethod
-    def VALIDATE_INPUTS(cls, audio):
+    def validate_inputs(cls, audio):
         return _validate(audio, "audio")

@@ -6,14 +6,10 @@ import os
 import tempfile
 
 import folder_paths
+from comfy_api.latest import io, ui
 
-from ..sonic_core import InputError
-from ..sonic_core import probe_video
-from ..sonic_core import read_provenance
-from ..sonic_core import SINKS, publish_local
-from ..sonic_core import publish_s3
-from .encode import video_preview
-from .errors import user_errors
+from ..sonic_core import SINKS, InputError, probe_video, publish_local, publish_s3, read_provenance
+from .base import SonicFlowNode, user_errors
 
 
 def _video_file(video) -> tuple[str, bool]:
@@ -27,37 +23,37 @@ def _video_file(video) -> tuple[str, bool]:
     return tmp, True
 
 
-class SonicFlowPublish:
+class SonicFlowPublish(SonicFlowNode):
     TITLE = "Publish"
-    CATEGORY = "SonicFlow"
-    OUTPUT_NODE = True
-    DESCRIPTION = ("Stores the video under its content hash with a .json provenance sidecar, in ComfyUI's output folder "
-                   "(sink local) or an S3-compatible bucket (sink s3; credentials from SONICFLOW_S3_* or "
-                   "~/.config/sonicflow/s3.json).")
-    RETURN_TYPES = ("STRING", "STRING")
-    RETURN_NAMES = ("url", "sha256")
-    OUTPUT_TOOLTIPS = ("Where the video is now.", "SHA-256 of the MP4 bytes.")
-    FUNCTION = "publish"
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "video": ("VIDEO", {"tooltip": "From SonicFlow Video Encode (or any core VIDEO)."}),
-            "sink": (list(SINKS), {"default": "local", "tooltip": "local: ComfyUI's output folder; s3: an S3-compatible bucket."}),
-            "prefix": ("STRING", {"default": "sonicflow/", "tooltip": "Subfolder (local) or key prefix (s3)."}),
-            "bucket": ("STRING", {"default": "", "tooltip": "Bucket name (s3 only)."}),
-            "endpoint": ("STRING", {"default": "", "tooltip": "S3 endpoint URL, e.g. http://minio:9000 (s3 only; "
-                                                              "empty = from the environment or config file)."}),
-        }}
+    def define_schema(cls):
+        return cls.schema(
+            "Stores the video under its content hash with a .json provenance sidecar, in ComfyUI's output folder "
+            "(sink local) or an S3-compatible bucket (sink s3; credentials from SONICFLOW_S3_* or "
+            "~/.config/sonicflow/s3.json).",
+            inputs=[
+                io.Video.Input("video", tooltip="From SonicFlow Video Encode (or any core VIDEO)."),
+                io.Combo.Input("sink", options=list(SINKS), default="local",
+                               tooltip="local: ComfyUI's output folder; s3: an S3-compatible bucket."),
+                io.String.Input("prefix", default="sonicflow/", tooltip="Subfolder (local) or key prefix (s3)."),
+                io.String.Input("bucket", default="", tooltip="Bucket name (s3 only)."),
+                io.String.Input("endpoint", default="", tooltip="S3 endpoint URL, e.g. http://minio:9000 (s3 only; "
+                                                                 "empty = from the environment or config file)."),
+            ],
+            outputs=[io.String.Output(display_name="url", tooltip="Where the video is now."),
+                     io.String.Output(display_name="sha256", tooltip="SHA-256 of the MP4 bytes.")],
+            is_output_node=True)
 
+    @classmethod
     @user_errors
-    def publish(self, video, sink, prefix, bucket, endpoint):
+    def execute(cls, video, sink, prefix, bucket, endpoint):
         path, temporary = _video_file(video)
         try:
             prov = read_provenance(probe_video(path).metadata)
             if sink == "s3":
                 pub = publish_s3(path, bucket, prov, prefix=prefix, endpoint=endpoint)
-                ui = {"text": [pub.url]}
+                preview = ui.PreviewText(pub.url)
             else:
                 out = folder_paths.get_output_directory()
                 folder = os.path.normpath(os.path.join(out, os.path.dirname(prefix)))
@@ -66,8 +62,9 @@ class SonicFlowPublish:
                                      "use a relative subfolder such as sonicflow/")
                 pub = publish_local(path, folder, prov, prefix=os.path.basename(prefix))
                 subfolder = os.path.relpath(folder, out)
-                ui = video_preview(pub.key, "" if subfolder == "." else subfolder, "output")
+                preview = ui.PreviewVideo([ui.SavedResult(pub.key, "" if subfolder == "." else subfolder,
+                                                          io.FolderType.output)])
         finally:
             if temporary:
                 os.remove(path)
-        return {"ui": ui, "result": (pub.url, pub.sha256)}
+        return io.NodeOutput(pub.url, pub.sha256, ui=preview)

@@ -109,7 +109,7 @@ class Settings(Declared):
     comfy_urls: tuple = setting(("http://127.0.0.1:8188",), "SONICFLOW_COMFY_URL",
                                 "ComfyUI URL; one consumer per URL (one ComfyUI per GPU)", commands=("worker",),
                                 flag="--comfy")
-    templates: str = setting(data_dir("workflows"), "SONICFLOW_TEMPLATES", "folder of API-format templates",
+    templates: str = setting(data_dir("templates"), "SONICFLOW_TEMPLATES", "folder of API-format templates",
                              commands=("worker", "api"))
     input_root: str = setting("", "SONICFLOW_INPUT_ROOT", "path inputs must lie under it (empty: path inputs "
                               "refused)", commands=("worker",))

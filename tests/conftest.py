@@ -6,8 +6,8 @@ import os
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXAMPLE_IMAGE = os.path.join(ROOT, "examples", "portrait.png")
-EXAMPLE_AUDIO = os.path.join(ROOT, "examples", "speech.wav")
+EXAMPLE_IMAGE = os.path.join(ROOT, "sample_media", "portrait.png")
+EXAMPLE_AUDIO = os.path.join(ROOT, "sample_media", "speech.wav")
 
 
 @pytest.fixture(scope="session")

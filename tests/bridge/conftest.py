@@ -127,8 +127,8 @@ def bridge_comfy(tmp_path_factory):
 def media_root(tmp_path_factory):
     """The worker's input root: a small portrait and 1.5 s of speech (keeps each render short)."""
     root = tmp_path_factory.mktemp("bridge-inputs")
-    shutil.copyfile(os.path.join(ROOT, "examples", "portrait.png"), root / "portrait.png")
-    with wave.open(os.path.join(ROOT, "examples", "speech.wav")) as src:
+    shutil.copyfile(os.path.join(ROOT, "sample_media", "portrait.png"), root / "portrait.png")
+    with wave.open(os.path.join(ROOT, "sample_media", "speech.wav")) as src:
         params = src.getparams()
         frames = src.readframes(int(src.getframerate() * 1.5))
     with wave.open(str(root / "speech.wav"), "wb") as dst:
@@ -141,7 +141,7 @@ def media_root(tmp_path_factory):
 def templates_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("bridge-templates")
     for name in ("talking_head_api.json", "talking_head_api.bridge.json"):
-        shutil.copyfile(os.path.join(ROOT, "workflows", name), d / name)
+        shutil.copyfile(os.path.join(ROOT, "templates", name), d / name)
     for name in ("sleep_api.json", "crash_api.json"):
         shutil.copyfile(os.path.join(HERE, name), d / name)
     return d

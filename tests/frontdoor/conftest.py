@@ -74,7 +74,7 @@ def wait_until_quiet(predicate, timeout: float) -> bool:
 
 def speech_wav(seconds: float = 1.2) -> bytes:
     """The first `seconds` of the bundled speech sample (short renders)."""
-    with wave.open(os.path.join(ROOT, "examples", "speech.wav")) as src:
+    with wave.open(os.path.join(ROOT, "sample_media", "speech.wav")) as src:
         params = src.getparams()
         frames = src.readframes(int(src.getframerate() * seconds))
     buf = io.BytesIO()
@@ -85,7 +85,7 @@ def speech_wav(seconds: float = 1.2) -> bytes:
 
 
 def portrait_png() -> bytes:
-    with open(os.path.join(ROOT, "examples", "portrait.png"), "rb") as f:
+    with open(os.path.join(ROOT, "sample_media", "portrait.png"), "rb") as f:
         return f.read()
 
 
@@ -161,7 +161,7 @@ class FrontDoor:
         must match the front door's: it declared the queues first)."""
         args = [PY, os.path.join(ROOT, "sonicflow_cli.py"), "worker", "--amqp", AMQP, "--prefix", self.prefix,
                 "--store", str(self.store), "--input-root", str(self.store / "inputs"), "--comfy", comfy_url,
-                "--templates", os.path.join(ROOT, "workflows"), "--heartbeat", "10",
+                "--templates", os.path.join(ROOT, "templates"), "--heartbeat", "10",
                 "--timeout", "240", "--grace", "5"]
         log = open(self.tmp / f"worker{len(self.workers)}.log", "ab")
         w = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=self.env,

@@ -23,7 +23,7 @@ def test_upload_render_play_download(frontdoor_factory, comfy_server, tmp_path):
     shots = screenshot_dir(tmp_path)
     audio = tmp_path / "speech.wav"
     audio.write_bytes(speech_wav(1.2))
-    with open(os.path.join(os.path.dirname(__file__), "..", "..", "examples", "portrait.png"), "rb") as f:
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "sample_media", "portrait.png"), "rb") as f:
         portrait = f.read()
 
     with chromium() as browser:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from devtools.demo import load_template, published_video
-from devtools.ui_workflow import UI, to_ui
+from devtools.ui_workflow import API, UI, to_ui
 from queue_bridge.comfy_client import PromptFailed
 from sonic_core.media.audio import load_audio
 
@@ -46,7 +46,7 @@ def _prompt(comfy, example_image, audio_name, audio_bytes):
 
 
 def test_ui_template_matches_api_template(comfy):
-    with open(os.path.join(os.path.dirname(UI), "talking_head_api.json")) as f:
+    with open(API) as f:
         api = json.load(f)
     with open(UI) as f:
         assert json.load(f) == to_ui(api, comfy.object_info()), "run: python -m devtools.ui_workflow"

@@ -10,8 +10,11 @@ import zlib
 import av
 import numpy as np
 import pytest
+import requests
 
+from devtools.comfyui import ROOT
 from devtools.demo import load_template, published_video, run_talking_head
+from devtools.ui_workflow import UI
 from queue_bridge.comfy_client import PromptFailed
 from sonic_core.media.audio import load_audio
 from sonic_core.media.encode import probe_video
@@ -23,7 +26,8 @@ from sonic_core.publish.labels import check_labels
 pytestmark = pytest.mark.comfy
 
 NODES = ["SonicFlowLoadImage", "SonicFlowLoadAudio", "SonicFlowPreData", "SonicFlowGenerate", "SonicFlowVideoEncode",
-         "SonicFlowPublish", "SonicFlowFramesToImages", "SonicFlowImagesToFrames"]
+         "SonicFlowPublish", "SonicFlowFramesToImages", "SonicFlowImagesToFrames", "SonicFlowJobInput",
+         "SonicFlowJobResult"]
 
 
 def test_object_info_lists_every_sonicflow_node(comfy):
@@ -31,8 +35,8 @@ def test_object_info_lists_every_sonicflow_node(comfy):
     for name in NODES:
         node = info[name]
         assert node["category"] == "SonicFlow" and node["display_name"].startswith("SonicFlow ")
-        for section in node["input"].values():
-            for inp, spec in section.items():
+        for section in ("required", "optional"):
+            for inp, spec in node["input"].get(section, {}).items():
                 assert spec[1].get("tooltip"), f"{name}.{inp} has no tooltip"
     assert info["SonicFlowPreData"]["input"]["required"]["image"][0] == "IMAGE"
     assert info["SonicFlowPreData"]["input"]["required"]["audio"][0] == "AUDIO"
@@ -40,6 +44,11 @@ def test_object_info_lists_every_sonicflow_node(comfy):
     assert info["SonicFlowPublish"]["input"]["required"]["video"][0] == "VIDEO"
     template = load_template()
     assert {n["class_type"] for n in template.values()} <= set(info)
+
+
+def _graph(prompt: dict) -> dict:
+    """An API-format prompt without what ComfyUI adds while running it (each loader's is_changed)."""
+    return {node_id: (node["class_type"], node["inputs"]) for node_id, node in prompt.items()}
 
 
 def _frames(path: str) -> np.ndarray:
@@ -60,6 +69,8 @@ def test_template_makes_a_talking_video(comfy, comfy_server, example_audio, tmp_
     assert info.n_frames == round(audio_seconds * 25)
     prov = read_provenance(info.metadata)
     assert prov["engine"] == "lite" and "auto" in prov["note"]
+    # The graph that made it, as core SaveVideo embeds it (no canvas workflow: it came through POST /prompt).
+    assert _graph(json.loads(info.metadata["prompt"])) == _graph(entry["prompt"][2]) and "workflow" not in info.metadata
 
     frames = _frames(str(path))
     face = detect_face(frames[0])
@@ -113,11 +124,8 @@ def _flat_png() -> bytes:
     return buf.getvalue()
 
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples")
-
-
 def _example_bytes(name: str) -> bytes:
-    with open(os.path.join(EXAMPLES, name), "rb") as f:
+    with open(os.path.join(ROOT, "sample_media", name), "rb") as f:
         return f.read()
 
 
@@ -181,3 +189,52 @@ def test_labels_off_leaves_no_label(comfy):
         f.flush()
         labels = check_labels(f.name)
     assert labels.implicit is None and not labels.visible
+
+
+def test_video_carries_the_canvas_workflow_beside_labels_and_provenance(comfy, comfy_server, tmp_path):
+    """What the frontend sends with a run (extra_pnginfo.workflow) goes into the MP4 under `workflow`, as core
+    SaveVideo writes it, next to the AIGC label field and SonicFlow's provenance."""
+    with open(UI) as f:
+        workflow = json.load(f)
+    prompt = load_template()
+    prompt["1"]["inputs"]["image"] = comfy.upload(_example_bytes("portrait.png"), "sonicflow_portrait.png")
+    prompt["2"]["inputs"]["audio"] = comfy.upload(_example_bytes("speech.wav"), "sonicflow_speech.wav")
+    prompt["3"]["inputs"]["duration"] = 1.0
+    r = requests.post(comfy_server.url + "/prompt", json={"prompt": prompt, "client_id": "sonicflow-test",
+                                                           "extra_data": {"extra_pnginfo": {"workflow": workflow}}},
+                      timeout=30)
+    entry = comfy.wait(r.json()["prompt_id"], timeout=300)
+    path = tmp_path / "out.mp4"
+    path.write_bytes(comfy.view(*published_video(entry)))
+    meta = probe_video(str(path)).metadata
+    assert json.loads(meta["workflow"]) == workflow
+    assert _graph(json.loads(meta["prompt"])) == _graph(prompt)
+    assert json.loads(meta["AIGC"])["Label"] == "1" and read_provenance(meta)["engine"] == "lite"
+
+
+def test_zh_translations_cover_every_node_input_and_output(comfy, comfy_server):
+    """ComfyUI merges locales/zh into /i18n; every SonicFlow node, each input /object_info lists and each output has
+    a Chinese name and tooltip (a new input without one fails here)."""
+    info = {name: node for name, node in comfy.object_info().items() if node["category"] == "SonicFlow"}
+    assert sorted(info) == sorted(NODES)
+    zh = requests.get(comfy_server.url + "/i18n", timeout=30).json()["zh"]["nodeDefs"]
+
+    def chinese(text: str) -> bool:
+        return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+    for name, node in info.items():
+        t = zh[name]
+        assert chinese(t["display_name"]) and chinese(t["description"]), name
+        inputs = [inp for section in ("required", "optional") for inp in node["input"].get(section, {})]
+        assert sorted(t["inputs"]) == sorted(inputs), name
+        for inp in inputs:
+            assert t["inputs"][inp]["name"] and chinese(t["inputs"][inp]["tooltip"]), f"{name}.{inp}"
+        outputs = t.get("outputs", {})
+        assert sorted(outputs) == [str(i) for i in range(len(node["output"]))], name
+        assert all(o["name"] and chinese(o["tooltip"]) for o in outputs.values()), name
+
+
+def test_template_browser_lists_only_the_canvas_templates(comfy_server):
+    listed = requests.get(comfy_server.url + "/workflow_templates", timeout=30).json()["SonicFlow"]
+    canvas = [f[:-len(".json")] for f in os.listdir(os.path.join(ROOT, "example_workflows")) if f.endswith(".json")]
+    assert sorted(listed) == sorted(canvas) == ["talking_head"]

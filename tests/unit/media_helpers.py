@@ -10,9 +10,9 @@ import av
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EXAMPLE_AUDIO = os.path.join(ROOT, "examples", "speech.wav")
-EXAMPLE_IMAGE = os.path.join(ROOT, "examples", "portrait.png")
-EXAMPLE_DURATION = 9.91  # seconds of examples/speech.wav
+EXAMPLE_AUDIO = os.path.join(ROOT, "sample_media", "speech.wav")
+EXAMPLE_IMAGE = os.path.join(ROOT, "sample_media", "portrait.png")
+EXAMPLE_DURATION = 9.91  # seconds of sample_media/speech.wav
 
 # extension -> (container format, audio codec) for the audio files load_audio must read
 AUDIO_FORMATS = {

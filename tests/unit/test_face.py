@@ -9,7 +9,7 @@ import pytest
 from sonic_core.media.face import FaceBox, centre_face, detect_face, face_landmarks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PORTRAITS = [os.path.join(ROOT, "examples", "portrait.png"),
+PORTRAITS = [os.path.join(ROOT, "sample_media", "portrait.png"),
              os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")]
 
 

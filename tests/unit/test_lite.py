@@ -18,13 +18,13 @@ FPS = 25
 
 @pytest.fixture(scope="module")
 def portrait():
-    image = cv2.cvtColor(cv2.imread(os.path.join(ROOT, "examples", "portrait.png")), cv2.COLOR_BGR2RGB)
+    image = cv2.cvtColor(cv2.imread(os.path.join(ROOT, "sample_media", "portrait.png")), cv2.COLOR_BGR2RGB)
     return image, detect_face(image)
 
 
 @pytest.fixture(scope="module")
 def speech():
-    audio = load_audio(os.path.join(ROOT, "examples", "speech.wav")).mono_at(16000)
+    audio = load_audio(os.path.join(ROOT, "sample_media", "speech.wav")).mono_at(16000)
     n = int(len(audio) / 16000 * FPS)
     return audio[: int(round(n / FPS * 16000))], n
 
@@ -174,7 +174,7 @@ def test_blinks_are_seeded_and_natural(portrait, speech):
 def test_large_image_any_face_position(speech):
     audio, n = speech
     image = np.full((1080, 1920, 3), 90, np.uint8)
-    face_img = cv2.cvtColor(cv2.imread(os.path.join(ROOT, "examples", "portrait.png")), cv2.COLOR_BGR2RGB)
+    face_img = cv2.cvtColor(cv2.imread(os.path.join(ROOT, "sample_media", "portrait.png")), cv2.COLOR_BGR2RGB)
     image[-512:, -512:] = face_img                      # the face near the bottom-right corner
     face = detect_face(image)
     assert face is not None and face.x0 > 1400

@@ -36,12 +36,12 @@ def installed(tmp_path_factory):
 
 def test_wheel_carries_every_data_file(installed):
     _, names = installed
-    tracked = subprocess.run(["git", "ls-files", "web/pages", "workflows"], cwd=ROOT, stdout=subprocess.PIPE,
+    tracked = subprocess.run(["git", "ls-files", "web/pages", "templates"], cwd=ROOT, stdout=subprocess.PIPE,
                              text=True, check=True).stdout.split()
     want = {"sonic_core/publish/aigc_label.png", "sonic_core/mouth_meter.py", "sonic_core/mouth_meter_requirements.txt",
             "queue_bridge/job_schema.json"}
     want |= {"queue_bridge/pages/" + os.path.basename(p) for p in tracked if p.startswith("web/pages/")}
-    want |= {"queue_bridge/workflows/" + os.path.basename(p) for p in tracked if p.startswith("workflows/")}
+    want |= {"queue_bridge/templates/" + os.path.basename(p) for p in tracked if p.startswith("templates/")}
     assert want - names == set()
 
 

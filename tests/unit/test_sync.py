@@ -93,7 +93,7 @@ def talking_frames(image, audio):
 @pytest.fixture(scope="module")
 def talking(grace_hopper, tmp_path_factory):
     """(frames, audio, folder): Grace Hopper saying the example speech."""
-    audio = load_audio(os.path.join(ROOT, "examples", "speech.wav")).mono_at(SR)
+    audio = load_audio(os.path.join(ROOT, "sample_media", "speech.wav")).mono_at(SR)
     audio = audio[:len(audio) // HOP * HOP]
     image = cv2.cvtColor(cv2.imread(grace_hopper), cv2.COLOR_BGR2RGB)
     return talking_frames(image, audio), audio, tmp_path_factory.mktemp("sync")
@@ -135,7 +135,7 @@ def test_still_face_has_no_sync(talking):
 def test_small_face_in_a_large_frame_that_leaves_for_a_second(example_image, tmp_path):
     """A ~100 px face in a 1920x1080 frame (MediaPipe's face detector misses it on the whole frame), gone from
     frame 50 to 74: found again when it is back, and the frames without it do not shift the verdict."""
-    audio = load_audio(os.path.join(ROOT, "examples", "speech.wav")).mono_at(SR)[:5 * SR]
+    audio = load_audio(os.path.join(ROOT, "sample_media", "speech.wav")).mono_at(SR)[:5 * SR]
     image = cv2.cvtColor(cv2.imread(example_image), cv2.COLOR_BGR2RGB)
     frames = []
     for i, f in enumerate(talking_frames(image, audio)):
