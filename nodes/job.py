@@ -11,12 +11,10 @@ import os
 
 import folder_paths
 from comfy_api.latest import io
+from sonicflow_contract import FILE_KINDS, INPUT_KINDS, RESULT_KEY
 
 from .base import SonicFlowNode, SonicFlowNodeError
 
-INPUT_KINDS = ("image", "audio", "video", "file", "string", "int", "float", "boolean")
-FILE_KINDS = ("image", "audio", "video", "file")
-RESULT_KEY = "sonicflow_result"  # key of the ui dict the bridge reads back from /history
 
 
 def parse_value(kind: str, text: str):

@@ -12,12 +12,10 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from sonicflow_contract import FILE_KINDS, JOB_INPUT_NODE, JOB_RESULT_NODE, RESULT_KEY
+
 from .protocol import JobError
 
-JOB_INPUT = "SonicFlowJobInput"
-JOB_RESULT = "SonicFlowJobResult"
-RESULT_KEY = "sonicflow_result"
-FILE_KINDS = ("image", "audio", "video", "file")
 DEFAULTS_SUFFIX = ".bridge.json"  # optional sidecar: {"timeout_s": 600, "max_attempts": 3}
 
 
@@ -85,13 +83,13 @@ class TemplateLibrary:
                      max_attempts=self.default_max_attempts)
         for nid, node in prompt.items():
             ins = node.get("inputs", {})
-            if node.get("class_type") == JOB_INPUT:
+            if node.get("class_type") == JOB_INPUT_NODE:
                 d = Declared(str(ins.get("name")), nid, str(ins.get("type", "string")), str(ins.get("default", "")),
                              bool(ins.get("required", False)), ins.get("value") if _is_link(ins.get("value")) else None)
                 if d.name in t.inputs:
                     raise JobError("unknown_template", f"{path}: two Job Input nodes are named '{d.name}'")
                 t.inputs[d.name] = d
-            elif node.get("class_type") == JOB_RESULT:
+            elif node.get("class_type") == JOB_RESULT_NODE:
                 t.results[nid] = str(ins.get("name"))
         defaults = os.path.splitext(path)[0] + DEFAULTS_SUFFIX
         if os.path.isfile(defaults):

@@ -1,11 +1,13 @@
 """The OpenAPI 3.1 document of the front door, served at /v1/openapi.json (docs/api.md explains it in prose)."""
 from __future__ import annotations
 
+from sonicflow_contract import ENGINES
+
 PARAMETERS = {
     "type": "object", "additionalProperties": False,
     "properties": {
         "seed": {"type": "integer", "minimum": 0, "maximum": 4294967295, "description": "Same seed + same inputs = same video."},
-        "engine": {"type": "string", "enum": ["auto", "lite", "sonic"], "description": "auto: sonic when installed, else lite."},
+        "engine": {"type": "string", "enum": list(ENGINES), "description": "auto: sonic when installed, else lite."},
         "min_resolution": {"type": "integer", "minimum": 64, "maximum": 2048, "multipleOf": 64,
                            "description": "Short side of the face crop (official 512)."},
     },
@@ -49,7 +51,7 @@ MULTIPART_REQUEST = {"type": "object", "required": ["image", "audio"], "properti
     "audio": {"type": "string", "format": "binary", "description": "WAV, MP3, FLAC, Ogg or M4A speech."},
     "parameters": {"type": "string", "description": "JSON object of parameters (or give seed/engine/min_resolution as fields)."},
     "seed": {"type": "integer", "minimum": 0, "maximum": 4294967295},
-    "engine": {"type": "string", "enum": ["auto", "lite", "sonic"]},
+    "engine": {"type": "string", "enum": list(ENGINES)},
     "min_resolution": {"type": "integer", "minimum": 64, "maximum": 2048, "multipleOf": 64},
     "webhook_url": {"type": "string", "format": "uri"},
     "metadata": {"type": "string", "description": "JSON object echoed back with the job."},
