@@ -1,8 +1,8 @@
-"""Fetching a job's input files safely: s3:// objects, http(s) URLs on an allow-list (private, loopback and
-link-local addresses refused after DNS resolution, and the connection made to the very address that was checked, so
-a second DNS answer cannot point it elsewhere; every redirect checked and pinned again), or paths under a configured
-root.
-Bytes are checked against a size limit and sniffed for a supported format before ComfyUI sees them."""
+"""Fetching a job's input files safely: s3:// objects, http(s) URLs on an allow-list (only globally routable unicast
+addresses, checked after DNS resolution, and the connection made to the very address that was checked, so a second
+DNS answer cannot point it elsewhere; every redirect checked and pinned again), or paths under a configured root.
+Bytes are checked against a size limit and sniffed for a supported format before ComfyUI sees them. Messages never
+carry the user:password a URL may hold (`redact`)."""
 from __future__ import annotations
 
 import fnmatch
@@ -33,9 +33,40 @@ class InputPolicy:
     rate_grace_s: float = 5.0
 
 
+# Ranges `ipaddress.is_global` still calls global that no fetch should reach: relays and translators that lead back
+# into someone's network (6to4 2002::/16 and its anycast relays 192.88.99.0/24), IETF protocol assignments
+# (192.0.0.0/24), deprecated IPv6 site-local fec0::/10 and the local-use NAT64 prefix 64:ff9b:1::/48. Multicast and
+# reserved addresses are refused separately; the well-known NAT64 prefix 64:ff9b::/96 is judged by the IPv4
+# address it embeds (on a DNS64 network every IPv4-only site resolves into it).
+NOT_PUBLIC = tuple(ipaddress.ip_network(n) for n in ("2002::/16", "192.88.99.0/24", "192.0.0.0/24", "fec0::/10",
+                                                      "64:ff9b:1::/48"))
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Globally routable unicast only: what an outsider's URL may make this service connect to."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped:
+            return is_public(ip.ipv4_mapped)
+        if ip in NAT64:
+            return is_public(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if ip.is_multicast or ip.is_reserved or not ip.is_global:
+        return False
+    return not any(ip in net for net in NOT_PUBLIC if net.version == ip.version)
+
+
+def redact(url: str) -> str:
+    """`url` without the user:password a client may have put in it (errors, logs and dead-letter headers)."""
+    p = urlparse(url)
+    if not (p.username or p.password):
+        return url
+    return p._replace(netloc="***@" + p.netloc.rsplit("@", 1)[1]).geturl()
+
+
 def check_addresses(host: str, port: int, policy: InputPolicy) -> list[str]:
-    """Resolve `host` once and refuse it if any answer is private/loopback/link-local/...; return the addresses.
-    Callers must connect to these very addresses: a second lookup could get another answer (DNS rebinding)."""
+    """Resolve `host` once and refuse it if any answer is not a public unicast address (is_public); return the
+    addresses. Callers must connect to these very addresses: a second lookup could get another answer (DNS
+    rebinding)."""
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except socket.gaierror as e:
@@ -43,12 +74,8 @@ def check_addresses(host: str, port: int, policy: InputPolicy) -> list[str]:
     addresses = []
     for info in infos:
         ip = ipaddress.ip_address(info[4][0].split("%")[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        bad = (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
-               or ip.is_unspecified)
-        if bad and not policy.allow_private_networks:
-            raise JobError("private_address", f"{host} resolves to {ip}, a private/loopback/link-local address")
+        if not policy.allow_private_networks and not is_public(ip):
+            raise JobError("private_address", f"{host} resolves to {ip}, not a public unicast address")
         if str(ip) not in addresses:
             addresses.append(str(ip))
     return addresses
@@ -150,7 +177,7 @@ def _fetch_http(url: str, policy: InputPolicy, hops: int = 3) -> bytes:
 
 
 def _slow(url: str, policy: InputPolicy) -> JobError:
-    return JobError("input_unavailable", f"GET {url}: the server sent too slowly (at least "
+    return JobError("input_unavailable", f"GET {redact(url)}: the server sent too slowly (at least "
                                          f"{policy.min_rate_bps / 1024:.0f} KiB/s and {policy.deadline_s:g} s in all)")
 
 
@@ -161,30 +188,30 @@ def _fetch_http_within(url: str, policy: InputPolicy, hops: int, deadline: _Dead
         p = urlparse(url)
         host = (p.hostname or "").lower()
         if not any(fnmatch.fnmatch(host, pat.lower()) for pat in policy.http_allow):
-            raise JobError("host_not_allowed", f"{host or url} is not on the worker's http allow-list")
+            raise JobError("host_not_allowed", f"{host or redact(url)} is not on the worker's http allow-list")
         addresses = check_addresses(host, p.port or (443 if p.scheme == "https" else 80), policy)
         try:
             r = _get_pinned(url, addresses, deadline)
         except (urllib3.exceptions.HTTPError, OSError) as e:
             if deadline.expired:
                 raise _slow(url, policy) from None
-            raise JobError("input_unavailable", f"GET {url}: {type(e).__name__}: {e}"[:400]) from None
+            raise JobError("input_unavailable", f"GET {redact(url)}: {type(e).__name__}: {e}"[:400]) from None
         try:
             location = r.get_redirect_location()
             if location:  # each hop is checked (allow-list, addresses) and pinned again
                 url = urljoin(url, location)
                 if urlparse(url).scheme not in ("http", "https"):
-                    raise JobError("scheme_not_allowed", f"redirect to {url}")
+                    raise JobError("scheme_not_allowed", f"redirect to {redact(url)}")
                 continue
             if r.status == 404 or r.status == 410:
-                raise JobError("input_not_found", f"GET {url}: {r.status}")
+                raise JobError("input_not_found", f"GET {redact(url)}: {r.status}")
             if r.status >= 500 or r.status == 429:
-                raise JobError("input_unavailable", f"GET {url}: {r.status}")
+                raise JobError("input_unavailable", f"GET {redact(url)}: {r.status}")
             if r.status != 200:
-                raise JobError("input_not_found", f"GET {url}: {r.status}")
+                raise JobError("input_not_found", f"GET {redact(url)}: {r.status}")
             declared = int(r.headers.get("content-length") or 0)
             if declared > policy.max_bytes:
-                raise JobError("input_too_large", f"{url}: {declared} bytes > limit {policy.max_bytes}")
+                raise JobError("input_too_large", f"{redact(url)}: {declared} bytes > limit {policy.max_bytes}")
             buf = bytearray()
             try:
                 while True:
@@ -193,19 +220,19 @@ def _fetch_http_within(url: str, policy: InputPolicy, hops: int, deadline: _Dead
                         break
                     buf += chunk
                     if len(buf) > policy.max_bytes:
-                        raise JobError("input_too_large", f"{url}: more than {policy.max_bytes} bytes")
+                        raise JobError("input_too_large", f"{redact(url)}: more than {policy.max_bytes} bytes")
                     if _too_slow(deadline, len(buf), policy):
                         raise _slow(url, policy)
             except (urllib3.exceptions.HTTPError, OSError) as e:
                 if deadline.expired or _too_slow(deadline, len(buf), policy):
                     raise _slow(url, policy) from None
-                raise JobError("input_unavailable", f"GET {url}: {type(e).__name__}: {e}"[:400]) from None
+                raise JobError("input_unavailable", f"GET {redact(url)}: {type(e).__name__}: {e}"[:400]) from None
             if deadline.expired:  # the deadline shut the socket: what arrived is not the whole file
                 raise _slow(url, policy)
             return bytes(buf)
         finally:
             r.close()
-    raise JobError("input_not_found", f"{url}: too many redirects")
+    raise JobError("input_not_found", f"{redact(url)}: too many redirects")
 
 
 def _fetch_s3(url: str, policy: InputPolicy) -> bytes:
@@ -259,7 +286,8 @@ def fetch(location: str, policy: InputPolicy) -> bytes:
         return _fetch_http(location, policy)
     if scheme in ("", "file"):
         return _fetch_path(location, policy)
-    raise JobError("scheme_not_allowed", f"{location[:80]}: scheme {scheme!r} (use s3://, http(s):// or a path)")
+    raise JobError("scheme_not_allowed", f"{redact(location)[:80]}: scheme {scheme!r} (use s3://, http(s):// or a "
+                                         "path)")
 
 
 @dataclass

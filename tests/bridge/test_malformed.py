@@ -62,6 +62,13 @@ CASES = [
      "private_address"),
     ("private-10-net", lambda i: _job(i, inputs=_inputs(image="http://10.1.2.3/a.png")), "private_address"),
     ("ipv6-loopback", lambda i: _job(i, inputs=_inputs(image="http://[::1]:9/a.png")), "private_address"),
+    # not globally routable, though Python's is_global says otherwise or only it knows (issue #10 M1)
+    ("cgnat-cloud-metadata", lambda i: _job(i, inputs=_inputs(image="http://100.100.100.200/latest/meta-data")),
+     "private_address"),
+    ("ipv6-site-local", lambda i: _job(i, inputs=_inputs(image="http://[fec0::1]/a.png")), "private_address"),
+    ("6to4-of-loopback", lambda i: _job(i, inputs=_inputs(image="http://[2002:7f00:1::1]/a.png")), "private_address"),
+    ("6to4-relay", lambda i: _job(i, inputs=_inputs(image="http://192.88.99.1/a.png")), "private_address"),
+    ("nat64-of-10-net", lambda i: _job(i, inputs=_inputs(image="http://[64:ff9b::a00:1]/a.png")), "private_address"),
     ("path-traversal", lambda i: _job(i, inputs=_inputs(image="../../../../etc/passwd")), "path_outside_root"),
     ("absolute-path", lambda i: _job(i, inputs=_inputs(image="/etc/hostname")), "path_outside_root"),
     ("symlink-escape", lambda i: _job(i, inputs=_inputs(image="malformed/escape.png")), "path_outside_root"),
@@ -103,9 +110,9 @@ def _make_files(root):
 def test_malformed_jobs_are_dead_lettered_with_their_reason(bridge, media_root):
     assert len(CASES) >= 25
     _make_files(media_root)
-    worker = bridge.worker("--http-allow", "127.0.0.1", "--http-allow", "localhost",
-                           "--http-allow", "169.254.169.254", "--http-allow", "10.1.2.3", "--http-allow", "::1",
-                           "--max-input-mb", "1")
+    hosts = ["127.0.0.1", "localhost", "169.254.169.254", "10.1.2.3", "::1", "100.100.100.200", "fec0::1",
+             "2002:7f00:1::1", "192.88.99.1", "64:ff9b::a00:1"]
+    worker = bridge.worker(*[a for h in hosts for a in ("--http-allow", h)], "--max-input-mb", "1")
     expected = {}
     for case, make, code in CASES:
         body = make if isinstance(make, bytes) else json.dumps(make(case)).encode()
