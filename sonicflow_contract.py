@@ -30,9 +30,22 @@ MIN_SIDE = 64
 MAX_SIDE = 16384
 MAX_AUDIO_SECONDS = 3600.0    # one hour; longer inputs are almost always a mistake (a whole podcast)
 # A decoder's memory is seconds x rate x channels: bound all three, so a tiny file that declares an absurd rate or
-# channel count cannot ask for gigabytes.
+# channel count (FLAC allows 655,350 Hz and 8 channels: 210 KB of silence can ask for 6 GB) cannot ask for gigabytes.
 MAX_AUDIO_RATE = 192_000
 MAX_AUDIO_CHANNELS = 2 * 4    # up to 7.1 surround (mixed down to mono/stereo on decode)
+MAX_AUDIO_SAMPLES = int(MAX_AUDIO_SECONDS * 48_000 * 2)  # seconds x rate x channels: an hour of 48 kHz stereo
+
+
+def audio_over_limits(rate: int, channels: int, seconds: float = 0.0) -> str | None:
+    """Why audio of this rate, channel count and length is refused (None if it is not): what a decoder would need."""
+    if not 0 < rate <= MAX_AUDIO_RATE:
+        return f"a sample rate of {rate} Hz (at most {MAX_AUDIO_RATE} Hz)"
+    if not 0 < channels <= MAX_AUDIO_CHANNELS:
+        return f"{channels} channels (at most {MAX_AUDIO_CHANNELS})"
+    if seconds * rate * channels > MAX_AUDIO_SAMPLES:
+        return (f"{seconds:.0f} s x {rate} Hz x {channels} channels of samples (at most {MAX_AUDIO_SAMPLES:,}: "
+                "an hour of 48 kHz stereo)")
+    return None
 
 # What each kind of file input accepts: format (media_format below) -> the extension it is stored under.
 MEDIA_EXT = {"image": {"png": ".png", "jpeg": ".jpg", "webp": ".webp"},

@@ -7,7 +7,8 @@ declared Content-Type; a declared type or extension that disagrees with the byte
 Checks, in order of cost: size limit -> magic bytes -> structure (trailing bytes after the image's end marker: a
 polyglot; RIFF size of WAV/WebP) -> header dimensions and pixel count (before any pixel is decoded: decompression
 bombs) -> full decode (truncated or corrupt data) -> audio duration by decoding, stopping as soon as it exceeds the
-limit (a tiny FLAC of hours of silence is a bomb too).
+limit (a tiny FLAC of hours of silence is a bomb too), and refusing a sample rate or channel count no decoder should
+be asked to hold (sonicflow_contract.audio_over_limits: a 210 KB FLAC may declare 655,350 Hz x 8 channels).
 """
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import io
 import struct
 from dataclasses import dataclass
 
-from sonicflow_contract import FORMAT_TYPES, MAX_PIXELS, MAX_SIDE, MEDIA_EXT, MIN_SIDE, media_format
+from sonicflow_contract import (FORMAT_TYPES, MAX_PIXELS, MAX_SIDE, MEDIA_EXT, MIN_SIDE, audio_over_limits,
+                                media_format)
+
 # What a client may declare for each format (Content-Type of the part, and the file name's extension).
 DECLARED_TYPES = {
     "png": {"image/png", "image/x-png"}, "jpeg": {"image/jpeg", "image/jpg", "image/pjpeg"}, "webp": {"image/webp"},
@@ -137,7 +140,7 @@ def check_image(data: bytes, fmt: str, field: str) -> tuple[int, int]:
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(data), formats=[{"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}[fmt]]) as im:
+        with Image.open(io.BytesIO(data), formats=[fmt.upper()]) as im:  # Pillow's name: PNG, JPEG, WEBP
             w, h = im.size  # header only
             if w * h > MAX_PIXELS or max(w, h) > MAX_SIDE:
                 raise MediaRejected("image_too_large", f"{field}: {w}x{h} ({w * h / 1e6:.0f} MP) is over the "
@@ -159,22 +162,32 @@ def check_image(data: bytes, fmt: str, field: str) -> tuple[int, int]:
     return w, h
 
 
+def _audio_too_large(field: str, why: str) -> MediaRejected:
+    return MediaRejected("audio_too_large", f"{field}: {why}; re-export the speech as mono or stereo at 16-48 kHz",
+                         422, field)
+
+
 def check_audio(data: bytes, fmt: str, field: str, max_seconds: float, min_seconds: float) -> tuple[float, int, int]:
     import av
 
-    seconds, rate, channels = 0.0, 0, 0
+    seconds = 0.0
     try:
-        with av.open(io.BytesIO(data), mode="r", format={"mp4": "mp4", "ogg": "ogg", "wav": "wav", "mp3": "mp3",
-                                                          "flac": "flac"}[fmt]) as c:
+        with av.open(io.BytesIO(data), mode="r", format=fmt) as c:
             if not c.streams.audio:
                 raise MediaRejected("unsupported_media", f"{field}: the {fmt} file has no audio stream", 415, field)
             stream = c.streams.audio[0]
             rate, channels = stream.rate or 0, stream.channels or 0
-            for frame in c.decode(stream):  # count what really decodes, and stop at the limit: bounded work
-                seconds += frame.samples / float(frame.sample_rate or rate or 1)
+            why = audio_over_limits(rate, channels)  # from the header, before anything is decoded
+            if why:
+                raise _audio_too_large(field, why)
+            for frame in c.decode(stream):  # count what really decodes, and stop at the limits: bounded work
+                seconds += frame.samples / float(frame.sample_rate or rate)
                 if seconds > max_seconds:
                     raise MediaRejected("audio_too_long", f"{field}: longer than the {max_seconds:.0f} s limit", 422,
                                         field)
+                why = audio_over_limits(frame.sample_rate, frame.layout.nb_channels, seconds)  # it may change
+                if why:
+                    raise _audio_too_large(field, why)
     except MediaRejected:
         raise
     except Exception as e:  # noqa: BLE001 - FFmpeg's errors: the bytes are not decodable audio

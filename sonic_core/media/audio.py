@@ -1,4 +1,9 @@
-"""Audio decode (PyAV, any container FFmpeg reads), resampling and the checks speech input must pass."""
+"""Audio decode (PyAV), resampling and the checks speech input must pass.
+
+Only the containers we accept are decoded, each by its own demuxer (the format is sniffed from the bytes, never left
+to FFmpeg's probing of every format it knows), and the decoder's memory is bounded before and while decoding: sample
+rate, channels, and seconds x rate x channels (sonicflow_contract.audio_over_limits).
+"""
 from __future__ import annotations
 
 import os
@@ -7,13 +12,15 @@ from dataclasses import dataclass
 import av
 import numpy as np
 from scipy.signal import resample_poly
+from sonicflow_contract import MAX_AUDIO_SECONDS, MEDIA_EXT, audio_over_limits, media_format
 
 from ..errors import InputError
 from .sniff import describe_file
 
 # Below this peak level (about -60 dBFS) a track has nothing a face could follow.
 SILENCE_PEAK = 1e-3
-MAX_AUDIO_SECONDS = 3600.0  # one hour; longer inputs are almost always a mistake (a whole podcast)
+# Speech files, and the sound track of a video (Load Audio offers both).
+FORMATS = {**MEDIA_EXT["audio"], **MEDIA_EXT["video"]}
 
 
 @dataclass(frozen=True)
@@ -58,13 +65,23 @@ def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return resample_poly(x, rate_out // g, rate_in // g, axis=-1).astype(np.float32)
 
 
+def _too_large(input_name: str, why: str) -> InputError:
+    return InputError(input_name, f"audio of {why} is more than a decoder should hold",
+                      "re-export the speech as mono or stereo at 16-48 kHz", code="audio_too_large")
+
+
 def load_audio(path: str, input_name: str = "audio") -> Audio:
-    """Decode the first audio stream of any file FFmpeg reads (wav, mp3, flac, ogg, m4a, mp4/mov...)."""
+    """Decode the first audio stream of a wav, mp3, flac, ogg or m4a file, or of an mp4/mov/webm video."""
     if not os.path.isfile(path):
         raise InputError(input_name, f"file not found: {path}", "pick an existing file from the input folder")
     fix = "use a speech recording in wav, mp3, flac, ogg or m4a, or a video with a sound track"
+    with open(path, "rb") as f:
+        fmt = media_format(f.read(64))
+    if fmt not in FORMATS:
+        raise InputError(input_name, f"'{os.path.basename(path)}' is not wav, mp3, flac, ogg, m4a or an mp4/webm "
+                         f"video ({describe_file(path)})", fix, code="audio_unreadable")
     try:
-        container = av.open(path)
+        container = av.open(path, format=fmt)
     except (av.FFmpegError, UnicodeDecodeError) as e:
         raise InputError(input_name, f"'{os.path.basename(path)}' is not readable media ({describe_file(path)}; {e})",
                          fix, code="audio_unreadable") from e
@@ -73,18 +90,25 @@ def load_audio(path: str, input_name: str = "audio") -> Audio:
             raise InputError(input_name, f"'{os.path.basename(path)}' has no audio track ({describe_file(path)})",
                              fix, code="audio_unreadable")
         stream = container.streams.audio[0]
+        declared = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
+        why = audio_over_limits(stream.rate or 0, stream.channels or 0, declared)  # the header, before decoding
+        if why:
+            raise _too_large(input_name, why)
         # Decode to planar float32 at the stream's own rate and layout (mono/stereo kept, others mixed to stereo).
         layout = "mono" if stream.channels == 1 else "stereo"
-        resampler = av.AudioResampler(format="fltp", layout=layout, rate=stream.rate or 48000)
-        chunks, total = [], 0
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=stream.rate)
+        chunks, seconds = [], 0.0
         try:
             for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray())
-                    total += out.samples
-                if total > MAX_AUDIO_SECONDS * resampler.rate:
+                seconds += frame.samples / float(frame.sample_rate or stream.rate)
+                if seconds > MAX_AUDIO_SECONDS:
                     raise InputError(input_name, f"audio is longer than {MAX_AUDIO_SECONDS / 60:.0f} minutes",
                                      "split it into shorter clips", code="audio_too_long")
+                why = audio_over_limits(frame.sample_rate, frame.layout.nb_channels, seconds)  # headers can lie
+                if why:
+                    raise _too_large(input_name, why)
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray())
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray())
         except av.FFmpegError as e:

@@ -1,17 +1,16 @@
-"""Portrait loading with the checks a server needs: real image content, bounded pixel count, EXIF orientation."""
+"""Portrait loading with the checks a server needs: real image content in a format we accept (sniffed from the bytes:
+only that format's decoder runs, never whichever of Pillow's decoders claims the file), bounded pixel count, EXIF
+orientation."""
 from __future__ import annotations
 
 import os
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from sonicflow_contract import MAX_PIXELS, MEDIA_EXT, MIN_SIDE, media_format
 
 from ..errors import InputError
 from .sniff import describe_file
-
-# 40 MP covers any camera portrait; a 20000x20000 image (400 MP) would need 1.2 GB as RGB and more as a tensor.
-MAX_PIXELS = 40_000_000
-MIN_SIDE = 64
 
 
 def check_dimensions(width: int, height: int, input_name: str = "image") -> None:
@@ -29,8 +28,13 @@ def load_image(path: str, input_name: str = "image") -> np.ndarray:
     if not os.path.isfile(path):
         raise InputError(input_name, f"file not found: {path}", "pick an existing file from the input folder")
     fix = "use a PNG, JPEG or WebP photo of a face"
+    with open(path, "rb") as f:
+        fmt = media_format(f.read(64))
+    if fmt not in MEDIA_EXT["image"]:
+        raise InputError(input_name, f"'{os.path.basename(path)}' is not a PNG, JPEG or WebP image "
+                         f"({describe_file(path)})", fix, code="image_unreadable")
     try:
-        with Image.open(path) as im:
+        with Image.open(path, formats=[fmt.upper()]) as im:  # Pillow's name of the sniffed format
             check_dimensions(im.width, im.height, input_name)  # reads the header only
             im = ImageOps.exif_transpose(im)
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()

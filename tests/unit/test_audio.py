@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from media_helpers import AUDIO_FORMATS, EXAMPLE_DURATION, read_wav, write_audio, write_video, write_wav
 
+from devtools import hostile_media
 from sonic_core.errors import InputError
 from sonic_core.media.audio import Audio, check_speech, load_audio
 
@@ -98,3 +99,23 @@ def test_fitted_pads_and_trims_exactly():
     assert shorter.samples.shape == (2, 4000) and np.all(shorter.samples == 1)
     assert audio.fitted(1.0).samples.shape == (2, rate)
     assert audio.fitted(3 / 25).samples.shape[1] == 1920  # one frame count at 25 fps, rounded exactly
+
+
+@pytest.mark.parametrize("make, why", [
+    (lambda: hostile_media.flac(655350, 8, declared_s=590), "655350 Hz"),  # 9 KB asking for 590 s x 655 kHz x 8
+    (lambda: hostile_media.flac(192000, 2, declared_s=3000), "3000 s x 192000 Hz x 2 channels"),
+    (lambda: hostile_media.wav(16000, channels=64), "64 channels"),
+], ids=["rate-655350", "samples-3000s-192kHz", "channels-64"])
+def test_audio_that_asks_for_gigabytes_is_refused(tmp_path, make, why):
+    path = tmp_path / "speech.flac"
+    path.write_bytes(make())
+    err = _bad(str(path))
+    assert err.code == "audio_too_large" and why in str(err) and "16-48 kHz" in str(err)
+
+
+@pytest.mark.parametrize("name, data", [("speech.wav", hostile_media.aiff), ("speech.mp3", hostile_media.aiff)])
+def test_only_the_accepted_containers_are_decoded(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data())
+    err = _bad(str(path))
+    assert err.code == "audio_unreadable" and "is not wav, mp3, flac, ogg, m4a" in str(err)

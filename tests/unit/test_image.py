@@ -7,6 +7,7 @@ import pytest
 from media_helpers import write_png_header_only, write_wav
 from PIL import Image
 
+from devtools import hostile_media
 from sonic_core.errors import InputError
 from sonic_core.media.image import load_image
 
@@ -103,3 +104,12 @@ def test_header_only_png_really_is_valid_enough(tmp_path):
     path = write_png_header_only(str(tmp_path / "small.png"), 300, 200)
     with Image.open(path) as im:
         assert im.size == (300, 200)
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "BMP", "GIF", "PPM"])
+def test_only_png_jpeg_and_webp_reach_a_decoder(tmp_path, fmt):
+    """Pillow would open any of its formats; the loader runs only the decoder of the format the bytes are."""
+    path = tmp_path / "portrait.png"
+    path.write_bytes(hostile_media.image(fmt))
+    err = _bad(str(path))
+    assert err.code == "image_unreadable" and "is not a PNG, JPEG or WebP image" in str(err)
