@@ -70,6 +70,8 @@ class Consumer(threading.Thread):
         t0 = time.monotonic()
         try:
             outcome = self.runner.process(body, props.headers or {})
+        except Exception as e:  # noqa: BLE001 - whatever the message holds, it gets an outcome
+            outcome = self.runner.unexpected(body, e)
         finally:
             self.metrics.in_flight.dec()
         self.metrics.duration.labels(outcome.label).observe(time.monotonic() - t0)

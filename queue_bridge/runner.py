@@ -26,7 +26,7 @@ def header_int(headers: dict, name: str, default: int) -> int:
     """An integer header that a hostile or broken publisher may have set to anything: the default then."""
     try:
         value = int(headers.get(name, default))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, ArithmeticError):  # a table, text, NaN or infinity
         return default
     return value if 0 < value < 1_000_000 else default
 
@@ -50,7 +50,7 @@ class JobRunner:
     def process(self, body: bytes, headers: dict) -> Outcome:
         t0 = time.monotonic()
         timings: dict = {}
-        headers = headers or {}
+        headers = headers if isinstance(headers, dict) else {}
         attempt = header_int(headers, ATTEMPT_HEADER, 1)
         delivery = header_int(headers, "x-delivery-count", 0) + 1
         job_id, job, max_attempts = job_id_hint(body), None, self.s.max_attempts
@@ -104,6 +104,15 @@ class JobRunner:
             log("internal_error", logging.ERROR, exc_info=True, job_id=job_id, attempt=attempt)
             err = JobError("internal_error", f"{type(e).__name__}: {e}"[:400])
             return self._failed(err, job, job_id, attempt, delivery, max_attempts, timings, t0)
+
+    def unexpected(self, body: bytes, error: Exception) -> Outcome:
+        """A message that broke the runner itself (a bug): dead-lettered with internal_error, never left unacked
+        (an unacked message holds the consumer's only prefetch slot: the worker would take nothing else)."""
+        job_id = job_id_hint(body)
+        log("internal_error", logging.ERROR, exc_info=error, job_id=job_id)
+        err = JobError("internal_error", f"{type(error).__name__}: {error}"[:400], retryable=False)
+        result = json.dumps(failure_result(job_id, None, err, 1, self.s.worker_id), sort_keys=True).encode()
+        return Outcome(Action.DEAD, "dead_lettered", result, err, 1, job_id)
 
     def _failed(self, err, job, job_id, attempt, delivery, max_attempts, timings, t0) -> Outcome:
         timings["total"] = time.monotonic() - t0
