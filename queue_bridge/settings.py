@@ -122,6 +122,9 @@ class Settings(Declared):
     retry_delays: tuple = setting((5.0, 30.0, 120.0, 600.0), "SONICFLOW_RETRY_DELAYS",
                                   "seconds before each retry of a retryable failure", commands=("worker", "api"),
                                   item=float)
+    results_max: int = setting(10000, "SONICFLOW_RESULTS_MAX", "results kept in <p>.results for AMQP consumers; "
+                               "beyond it the oldest are dropped (successes stay in the store's ledger)",
+                               commands=("worker", "api"))
     max_attempts: int = setting(3, "SONICFLOW_MAX_ATTEMPTS", "attempts of a retryable failure (a template's "
                                 ".bridge.json wins)", commands=("worker",))
     timeout_s: float = setting(600.0, "SONICFLOW_TIMEOUT", "seconds one attempt may run in ComfyUI (a template's "
@@ -147,4 +150,5 @@ class Settings(Declared):
     def topology(self):
         from .topology import Topology
 
-        return Topology(prefix=self.prefix, delivery_limit=self.delivery_limit, retry_delays_s=self.retry_delays)
+        return Topology(prefix=self.prefix, delivery_limit=self.delivery_limit, retry_delays_s=self.retry_delays,
+                        results_max=self.results_max)

@@ -6,7 +6,9 @@
                                         failure result for those the broker dead-lettered by itself
     <p>.retry     exchange (direct)  -> queues <p>.retry.<i> (quorum, x-message-ttl = delay i) that dead-letter
                                         back into <p>.jobs: retry with a growing delay
-    <p>.results   exchange (topic)   -> queue <p>.results (quorum, bound result.#); routing key result.<job_id>
+    <p>.results   exchange (topic)   -> queue <p>.results (quorum, bound result.#, at most `results_max` messages:
+                                        the oldest are dropped, so a queue nobody reads cannot fill the broker);
+                                        routing key result.<job_id>
     <p>.events    exchange (topic)   progress events, routing key progress.<job_id> (bind your own queue)
 
 Every queue that dead-letters uses `x-dead-letter-strategy=at-least-once` with `x-overflow=reject-publish` (the
@@ -14,7 +16,10 @@ default drop-head silently falls back to at-most-once), so a dead-lettered job i
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+
+from .logs import log
 
 JOB_KEY = "job"
 DEAD_KEY = "dead"
@@ -25,6 +30,7 @@ class Topology:
     prefix: str = "sonicflow"
     delivery_limit: int = 5
     retry_delays_s: tuple = (5.0, 30.0, 120.0, 600.0)
+    results_max: int = 10000
     extra_queue_args: dict = field(default_factory=dict)  # e.g. {"x-quorum-initial-group-size": 3}
 
     @property
@@ -72,6 +78,28 @@ class Topology:
     def jobs_queue_args(self) -> dict:
         return self._quorum(**{"x-delivery-limit": self.delivery_limit}, **self._dead_letters_to(self.dlx, DEAD_KEY))
 
+    def results_queue_args(self) -> dict:
+        # drop-head: a full queue drops its oldest result rather than refuse the worker's publish (which would send
+        # the job back to the queue); a success stays in the store's ledger, a failure in the dead-letter queue
+        return self._quorum(**{"x-max-length": self.results_max, "x-overflow": "drop-head"})
+
+    def _declare_results_queue(self, channel) -> None:
+        """On a channel of its own: a queue declared by an older version without the bound makes RabbitMQ refuse
+        the declaration (PRECONDITION_FAILED closes the channel). That queue is then used as it is, and the log says
+        how to bound it (docs/queue.md, "Upgrading")."""
+        import pika.exceptions
+
+        side = channel.connection.channel()
+        try:
+            side.queue_declare(self.results_queue, durable=True, arguments=self.results_queue_args())
+            side.close()
+        except pika.exceptions.ChannelClosedByBroker as e:
+            if e.reply_code != 406:
+                raise
+            log("results_queue_unbounded", logging.WARNING, queue=self.results_queue,
+                fix="no length bound (an older version declared it): bound it with a RabbitMQ policy, or delete "
+                    "it and let a worker declare it again; docs/queue.md, Upgrading")
+
     def declare(self, channel) -> None:
         """Declare everything (idempotent). A queue that already exists with other arguments makes RabbitMQ close
         the channel with PRECONDITION_FAILED: TopologyMismatch says which one and what to do."""
@@ -96,7 +124,7 @@ class Topology:
                 channel.queue_declare(self.retry_queue(i), durable=True, arguments=self._quorum(
                     **{"x-message-ttl": int(delay * 1000)}, **self._dead_letters_to(self.jobs_exchange, JOB_KEY)))
                 channel.queue_bind(self.retry_queue(i), self.retry_exchange, str(i))
-            channel.queue_declare(self.results_queue, durable=True, arguments=self._quorum())
+            self._declare_results_queue(channel)
             channel.queue_bind(self.results_queue, self.results_exchange, "result.#")
         except pika.exceptions.ChannelClosedByBroker as e:
             if e.reply_code == 406:
