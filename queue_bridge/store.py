@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import secrets
 from urllib.parse import urlparse
 
 from .protocol import JobError
@@ -53,7 +53,10 @@ class LocalStore(Store):
 
     def _write_tmp(self, path: str, data: bytes) -> str:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".part")
+        # 0o666 less the umask, as any file a program writes (mkstemp's 0600 would hide results from another user's
+        # worker or web server); a random name, created exclusively, as mkstemp's
+        tmp = f"{path}.{secrets.token_hex(8)}.part"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

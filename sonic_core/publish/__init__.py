@@ -8,8 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass
 
 SINKS = ("local", "s3")
@@ -49,8 +49,9 @@ def publish_local(path: str, folder: str, provenance: dict, prefix: str = "") ->
     side = os.path.splitext(target)[0] + ".json"
     for dst, write in ((target, lambda f: shutil.copyfileobj(open(path, "rb"), f)),
                        (side, lambda f: f.write(sidecar_bytes(provenance, digest, size)))):
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dst) or ".", suffix=".part")
-        with os.fdopen(fd, "wb") as f:
+        # created 0o666 less the umask (mkstemp's 0600 would hide the video from the web server that serves it)
+        tmp = f"{dst}.{secrets.token_hex(8)}.part"
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
             write(f)
         os.replace(tmp, dst)
     return Published(url="file://" + os.path.abspath(target), sha256=digest, size=size, key=name,
