@@ -198,6 +198,9 @@ def _api(args) -> int:
         if args.action == "create-key":
             print(json.dumps(store.create_key(args.name, args.rate, args.burst, args.quota), indent=2))
             print("Keep api_key and webhook_secret now: only a hash of the key is stored.", file=sys.stderr)
+        elif args.action == "rotate-link-secret":
+            store.rotate_link_secret(args.grace_hours * 3600)
+            print(json.dumps({"rotated": True, "previous_valid_hours": args.grace_hours}))
         else:
             if not args.key_id or not store.revoke_key(args.key_id):
                 print(f"sonicflow api: no key {args.key_id!r}", file=sys.stderr)
@@ -301,13 +304,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(run=_dlq)
 
     a = sub.add_parser("api", help="HTTP front door: upload page + REST API before the queue; API keys")
-    a.add_argument("action", nargs="?", default="serve", choices=("serve", "create-key", "revoke-key"))
+    a.add_argument("action", nargs="?", default="serve",
+                   choices=("serve", "create-key", "revoke-key", "rotate-link-secret"))
     _settings_flags(a, "api")
     a.add_argument("--name", default="default", help="create-key: a label for the key")
     a.add_argument("--rate", type=float, default=30.0, help="create-key: submissions per minute")
     a.add_argument("--burst", type=int, default=10, help="create-key: submissions allowed at once")
     a.add_argument("--quota", type=int, default=1000, help="create-key: submissions per 24 hours")
     a.add_argument("--key-id", dest="key_id", help="revoke-key: the key's id (the 12 hex after sfk_)")
+    a.add_argument("--grace-hours", dest="grace_hours", type=float, default=24.0,
+                   help="rotate-link-secret: hours links signed with the previous secret keep working (0: none)")
     a.set_defaults(run=_api)
     return ap
 

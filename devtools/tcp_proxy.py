@@ -1,6 +1,7 @@
 """A loopback TCP relay a test can cut and restore: the network between a service and its database or broker,
 failing the way a real one does (established connections reset, new ones refused) without stopping the server,
-which other tests share."""
+which other tests share. It can also hold the traffic (a peer that hangs: connections stay open, bytes stop), in
+both directions or only the answers (what the server sends is held: a lost confirm)."""
 from __future__ import annotations
 
 import socket
@@ -16,6 +17,9 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._flowing = {"up": threading.Event(), "down": threading.Event()}  # client->target, target->client
+        for e in self._flowing.values():
+            e.set()
 
     def start(self) -> "TcpProxy":
         listener = socket.socket()
@@ -40,16 +44,17 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, way in ((client, upstream, "up"), (upstream, client, "down")):
+                threading.Thread(target=self._pipe, args=(a, b, self._flowing[way]), daemon=True).start()
 
     @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(src: socket.socket, dst: socket.socket, flowing: threading.Event) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
+                flowing.wait()  # held: these bytes wait here, the connection stays open
                 dst.sendall(data)
         except OSError:
             pass
@@ -74,8 +79,19 @@ class TcpProxy:
             except OSError:
                 pass
             s.close()
+        self.release()  # after the shutdown: held bytes die with their sockets, the pipes end
 
     def restore(self) -> None:
         self.start()
+
+    def hold(self, answers_only: bool = False) -> None:
+        """Stop passing bytes (only what the target sends, with `answers_only`), keeping every connection open."""
+        self._flowing["down"].clear()
+        if not answers_only:
+            self._flowing["up"].clear()
+
+    def release(self) -> None:
+        for e in self._flowing.values():
+            e.set()
 
     stop = cut

@@ -6,13 +6,14 @@
     GET  /v1/openapi.json         the OpenAPI document     /, /jobs, /jobs/{id}       upload, list and job pages
 
 A job's way in: API key (stored hashed) -> rate limit -> the submission read and checked (submission.py) ->
-Idempotency-Key -> daily quota -> inputs into the object store (content-addressed) -> job row -> publish with
-confirms -> 202. Anything refused before the store step leaves nothing stored and nothing queued. Never imports torch.
+Idempotency-Key -> daily quota -> inputs into the object store (content-addressed) -> job row ('accepting', with the
+message it is published as) -> publish with confirms -> 202. Anything refused before the store step leaves nothing
+stored and nothing queued. A row whose confirm never came is published again by the upkeep (upkeep.py). Never
+imports torch.
 """
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import os
@@ -20,20 +21,21 @@ import re
 import sys
 import time
 import uuid
-from urllib.parse import urlparse
 
 from aiohttp import web
 
 from .. import TemplateLibrary, JobError, make_job, open_store, setup_logging
 from .errors import ApiError, error_response
+from .downloads import Downloads
 from .jobstore import TERMINAL, JobStore, StoreUnavailable
-from .messaging import Follower, Publisher
+from .messaging import Follower, MaybeQueued, NotQueued, Publisher
 from .openapi import document
 from .pages import SECURITY_HEADERS, add_routes
 from .pools import Pool, Slots
 from .ratelimit import Buckets
 from .settings import ApiSettings
 from .submission import SubmissionReader
+from .upkeep import Upkeep
 from .views import Links, job_view
 from .webhooks import Deliverer
 
@@ -57,7 +59,8 @@ class FrontDoor:
         self.work = Pool("work", max(2, os.cpu_count() or 2))  # media checks and the object store
         self.fetches = Pool("fetch", settings.fetch_threads)
         self.objects = open_store(settings.bridge.store_url, settings.bridge.s3_endpoint)
-        self.links = Links(self.store.server_secret(), settings.link_ttl_days)
+        self.links = Links(self.store.link_secrets(), settings.link_ttl_days)
+        self.downloads = Downloads(self.links, self.store, self.db, self.work, self.objects)
         self.templates = TemplateLibrary(settings.bridge.templates)
         self.submissions = SubmissionReader(settings, self.templates, self.work, self.fetches,
                                             Slots(settings.fetch_per_key, settings.fetch_threads, _fetches_refused))
@@ -66,10 +69,13 @@ class FrontDoor:
         self.publisher = None
         self.follower = None
         self.deliverer = None
+        self.upkeep = None
         self.loop = None
         self.waiters: dict[str, set] = {}
+        self.streams: dict[str, int] = {}  # API key id -> event streams open
         self.webhook_wake = None
-        self.tasks: list = []
+        self.tasks: dict[str, asyncio.Task] = {}
+        self.confirming: set = set()  # waits for confirms that came after their request gave up
 
     def document(self, job: dict) -> dict:
         """The job as GET /v1/jobs/{id} answers it: what the events stream and webhooks carry too."""
@@ -80,19 +86,23 @@ class FrontDoor:
     async def on_startup(self, app):
         self.loop = asyncio.get_running_loop()
         self.webhook_wake = asyncio.Event()
-        self.publisher = Publisher(self.s.bridge, self.s.publishers)
+        self.publisher = Publisher(self.s.bridge, self.s.publishers, self.s.publish_backlog, self.s.publish_wait_s)
         if self.s.follow:
             self.follower = Follower(self.s.bridge, self.store, self._changed_threadsafe)
             self.follower.start()
         self.deliverer = Deliverer(self.store, self.db.run, self.document, list(self.s.webhook_allow),
-                                   self.s.webhook_delays)
+                                   self.s.webhook_delays, per_key=self.s.webhook_per_key,
+                                   total=self.s.webhook_concurrency)
         await self.deliverer.start()
-        self.tasks.append(asyncio.create_task(self.deliverer.run(self.webhook_wake)))
+        self.upkeep = Upkeep(self.store, self.db.run, self.publisher, self.links, self.s.reconcile_after_s)
+        self.tasks = {"webhooks": asyncio.create_task(self.deliverer.run(self.webhook_wake)),
+                      "upkeep": asyncio.create_task(self.upkeep.run())}
 
     async def on_cleanup(self, app):
-        for t in self.tasks:
+        tasks = [*self.tasks.values(), *self.confirming]
+        for t in tasks:
             t.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.deliverer.close()
         if self.follower:
             self.follower.stop.set()
@@ -169,12 +179,14 @@ class FrontDoor:
             await self.work.run(put_inputs)
         except JobError as e:
             raise ApiError(503, "storage_unavailable", e.message, {"Retry-After": "5"}) from None
+        doc = make_job(job_id, self.s.template, locations, sub.parameters,
+                       metadata={"api_key": key["id"], **({"client": sub.metadata} if sub.metadata else {})})
         inputs_view = {name: {"sha256": sub.digests[name], "size": c.size, "content_type": c.content_type,
                               **({"width": c.width, "height": c.height} if name == "image" else
                                  {"duration_s": round(c.duration_s, 3)})} for name, c in sub.checked.items()}
         row = {"id": job_id, "key_id": key["id"], "idem_key": idem, "fingerprint": fingerprint,
                "status": "accepting", "template": self.s.template, "parameters": sub.parameters,
-               "inputs": inputs_view, "webhook_url": sub.webhook_url}
+               "inputs": inputs_view, "webhook_url": sub.webhook_url, "message": json.dumps(doc)}
         outcome = await self.db.run(self.store.insert_job, row, key["daily_quota"])
         if outcome == "over_quota":  # inputs stay stored: content-addressed, the next accepted job reuses them
             raise quota_error
@@ -183,17 +195,32 @@ class FrontDoor:
             if found is not None:
                 return found
             raise ApiError(409, "idempotency_conflict", "a request with this Idempotency-Key is being processed")
-        doc = make_job(job_id, self.s.template, locations, sub.parameters,
-                       metadata={"api_key": key["id"], **({"client": sub.metadata} if sub.metadata else {})})
         try:
             await self.publisher.publish(doc)
-        except Exception as e:  # noqa: BLE001 - NotAccepted, broker down: nothing queued, say so
+        except NotQueued as e:  # refused by the broker, or never sent: certainly not queued, so say so
             await self.db.run(self.store.delete_job, job_id)
-            raise ApiError(503, "queue_unavailable", f"the queue did not take the job ({type(e).__name__}); nothing "
-                                                     "was queued, retry later", {"Retry-After": "5"}) from None
-        await self.db.run(self.store.set_status, job_id, "queued", ("accepting",))
+            log.warning("job %s not queued: %s", job_id, e)
+            raise ApiError(503, "queue_unavailable", "the queue did not take the job; nothing was queued, retry "
+                                                     "later", {"Retry-After": "5"}) from None
+        except MaybeQueued as e:  # the broker may have it: the row stays, and is published again if never confirmed
+            log.warning("job %s sent but not confirmed (%s); kept for the upkeep to publish again", job_id, e)
+            self._confirm_later(job_id, e.confirmed)
+        else:
+            await self.db.run(self.store.set_status, job_id, "queued", ("accepting",))
         job = await self.db.run(self.store.get_job, job_id)
         return web.json_response(self.document(job), status=202, headers={"Location": f"/v1/jobs/{job_id}"})
+
+    def _confirm_later(self, job_id: str, confirmed) -> None:
+        async def wait():
+            try:
+                await confirmed
+            except Exception:  # noqa: BLE001 - never confirmed: the upkeep publishes it again
+                return
+            await self.db.run(self.store.set_status, job_id, "queued", ("accepting",))
+
+        task = asyncio.create_task(wait())
+        self.confirming.add(task)
+        task.add_done_callback(self.confirming.discard)
 
     async def _replay(self, key, idem, fingerprint):
         old = await self.db.run(self.store.job_by_idem, key["id"], idem)
@@ -210,7 +237,7 @@ class FrontDoor:
     async def _own_job(self, request, key) -> dict:
         job_id = request.match_info["id"]
         job = await self.db.run(self.store.get_job, job_id) if re.fullmatch(r"[0-9a-f]{32}", job_id) else None
-        if job is None or job["key_id"] != key["id"] or job["status"] == "accepting":
+        if job is None or job["key_id"] != key["id"]:  # an 'accepting' job shows as queued
             raise ApiError(404, "not_found", "no such job for this API key")
         return job
 
@@ -233,9 +260,23 @@ class FrontDoor:
         return web.json_response({"jobs": [self.document(j) for j in jobs]})
 
     async def events(self, request):
+        """Server-sent events of one job until it finishes: at most `streams_per_key` open at once for a key, each
+        for at most `stream_max_s` (then closed: the client resumes with Last-Event-ID)."""
         key = await self.auth(request)
         self.limit(key, "read")
         job = await self._own_job(request, key)
+        if self.streams.get(key["id"], 0) >= self.s.streams_per_key:
+            raise ApiError(429, "too_many_streams", f"this key already has {self.s.streams_per_key} event streams "
+                                                    "open; close one, or poll GET /v1/jobs/{id}", {"Retry-After": "5"})
+        self.streams[key["id"]] = self.streams.get(key["id"], 0) + 1
+        try:
+            return await self._stream(request, job)
+        finally:
+            self.streams[key["id"]] -= 1
+            if not self.streams[key["id"]]:
+                del self.streams[key["id"]]
+
+    async def _stream(self, request, job: dict):
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
         await resp.prepare(request)
@@ -246,8 +287,9 @@ class FrontDoor:
         ev = asyncio.Event()
         self.waiters.setdefault(job["id"], set()).add(ev)
         quiet = 0.0
+        until = time.monotonic() + self.s.stream_max_s
         try:
-            while True:
+            while time.monotonic() < until:
                 if job["seq"] != last:
                     last = job["seq"]
                     await resp.write(f"id: {last}\nevent: job\ndata: {json.dumps(self.document(job))}\n\n".encode())
@@ -271,37 +313,6 @@ class FrontDoor:
                 self.waiters.pop(job["id"], None)
         return resp
 
-    async def get_file(self, request):
-        job_id, name = request.match_info["id"], request.match_info["name"]
-        self.links.check(job_id, name, request.query.get("exp"), request.query.get("sig"))
-        job = await self.db.run(self.store.get_job, job_id)
-        outputs = ((job or {}).get("result") or {}).get("outputs") or []
-        out = next((o for o in outputs if o.get("name") == name), None)
-        if out is None:
-            raise ApiError(404, "not_found", "no such file")
-        url = out["url"]
-        ext = {"video/mp4": ".mp4"}.get(out.get("content_type"), os.path.splitext(urlparse(url).path)[1])
-        disposition = "attachment" if request.query.get("download") == "1" else "inline"
-        headers = {"Content-Disposition": f'{disposition}; filename="sonicflow-{job_id[:12]}-{name}{ext}"',
-                   "Cache-Control": "private, max-age=86400"}
-        if url.startswith("file://"):
-            path = os.path.realpath(url[len("file://"):])
-            root = os.path.realpath(getattr(self.objects, "root", "/nonexistent"))
-            if os.path.commonpath([path, root]) != root or not os.path.isfile(path):
-                raise ApiError(404, "not_found", "the file is not in this front door's store")
-            resp = web.FileResponse(path, headers=headers)
-            if out.get("content_type"):
-                resp.content_type = out["content_type"]
-            return resp
-        if url.startswith("s3://"):
-            p = urlparse(url)
-            signed = await self.work.run(functools.partial(
-                self.objects.client.generate_presigned_url, "get_object", Params={
-                    "Bucket": p.netloc, "Key": p.path.lstrip("/"),
-                    "ResponseContentDisposition": headers["Content-Disposition"]}, ExpiresIn=3600))
-            raise web.HTTPFound(signed)
-        raise web.HTTPFound(url)
-
     async def openapi(self, request):
         return web.json_response(document())
 
@@ -314,9 +325,12 @@ class FrontDoor:
         except Exception:  # noqa: BLE001 - down, or too slow to answer: either way not ready
             store = False
         pools = {p.name: p.state() for p in (self.db, self.work, self.fetches)}
-        ok = store and broker is not False and not any(p["backed_up"] for p in pools.values())
+        pools["publish"] = self.publisher.state()
+        tasks = {name: not t.done() for name, t in self.tasks.items()}  # a background loop that died: not ready
+        ok = store and broker is not False and not any(p["backed_up"] for p in pools.values()) and all(tasks.values())
         return web.json_response({"status": "ok" if ok else "degraded", "broker": broker, "store": store,
-                                  "pools": pools}, status=200 if ok else 503)
+                                  "pools": pools, "tasks": tasks, "webhooks": self.deliverer.state(),
+                                  "streams": sum(self.streams.values())}, status=200 if ok else 503)
 
 
 @web.middleware
@@ -357,7 +371,7 @@ def make_app(settings: ApiSettings | None = None) -> web.Application:
     r.add_get("/v1/jobs", door.list_jobs)
     r.add_get("/v1/jobs/{id}", door.get_job)
     r.add_get("/v1/jobs/{id}/events", door.events)
-    r.add_get("/v1/jobs/{id}/files/{name}", door.get_file)
+    r.add_get("/v1/jobs/{id}/files/{name}", door.downloads.get_file)
     r.add_get("/v1/openapi.json", door.openapi)
     r.add_get("/healthz", door.health)
     add_routes(r)

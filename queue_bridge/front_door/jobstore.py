@@ -4,7 +4,9 @@ deliveries. SQLite by default (nothing to install: `sqlite:///path/api.db`), Pos
 front doors (or test runs) can share one database.
 
 The calls are synchronous and short; the aiohttp service runs them on a thread pool. Each write bumps the job's
-`seq`, which the server-sent-events stream uses as its event id.
+`seq`, which the server-sent-events stream uses as its event id. A job row is written ('accepting') with the very
+message it is published as, before it is published, so a row whose publishing was never confirmed can be published
+again under the same job id (the workers' ledger makes a second copy harmless).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from contextlib import contextmanager
 TERMINAL = ("succeeded", "failed")
 JOB_COLUMNS = ("id", "key_id", "idem_key", "fingerprint", "status", "progress", "progress_node", "template",
                "parameters", "inputs", "result", "error", "webhook_url", "webhook_state", "webhook_attempts",
-               "webhook_next_at", "webhook_last_error", "created_at", "updated_at", "seq")
+               "webhook_next_at", "webhook_last_error", "created_at", "updated_at", "seq", "message")
 JSON_COLUMNS = ("parameters", "inputs", "result", "error")
 KEY_PREFIX = "sfk_"
 
@@ -135,20 +137,49 @@ class JobStore:
         ]
         for s in stmts:
             self.execute(s)
+        self._add_column("jobs", "message", "TEXT")  # tables made before the sweeper existed
+        self.execute("CREATE INDEX IF NOT EXISTS {p}jobs_status ON {p}jobs (status, updated_at)")
+
+    def _add_column(self, table: str, column: str, kind: str) -> None:
+        if self.postgres:
+            self.execute(f"ALTER TABLE {{p}}{table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+        elif column not in [r[1] for r in self.query(f"PRAGMA table_info({{p}}{table})")]:
+            self.execute(f"ALTER TABLE {{p}}{table} ADD COLUMN {column} {kind}")
 
     def drop_tables(self):
         for t in ("api_keys", "jobs", "meta"):
             self.execute(f"DROP TABLE IF EXISTS {{p}}{t}")
 
-    def server_secret(self) -> bytes:
-        """A random secret shared by every front door on this database (signs download links)."""
-        value = secrets.token_hex(32)
+    def link_secrets(self) -> list[bytes]:
+        """The secrets download links are checked against, the one that signs first: shared by every front door on
+        this database (made on first use), plus the previous one until its grace period ends (rotate_link_secret)."""
         conflict = "ON CONFLICT (name) DO NOTHING" if self.postgres else "OR IGNORE"
-        if self.postgres:
-            self.execute(f"INSERT INTO {{p}}meta (name, value) VALUES ('link_secret', ?) {conflict}", (value,))
-        else:
-            self.execute(f"INSERT {conflict} INTO {{p}}meta (name, value) VALUES ('link_secret', ?)", (value,))
-        return bytes.fromhex(self.query("SELECT value FROM {p}meta WHERE name = 'link_secret'")[0][0])
+        insert = (f"INSERT INTO {{p}}meta (name, value) VALUES ('link_secret', ?) {conflict}" if self.postgres
+                  else f"INSERT {conflict} INTO {{p}}meta (name, value) VALUES ('link_secret', ?)")
+        self.execute(insert, (secrets.token_hex(32),))
+        rows = dict(self.query("SELECT name, value FROM {p}meta WHERE name IN ('link_secret', 'link_secret_previous')"))
+        out = [bytes.fromhex(rows["link_secret"])]
+        if "link_secret_previous" in rows:
+            value, until = rows["link_secret_previous"].split(":")
+            if float(until) > time.time():
+                out.append(bytes.fromhex(value))
+        return out
+
+    def rotate_link_secret(self, grace_s: float) -> None:
+        """A new secret signs links from now on; links signed with the old one keep working for `grace_s`."""
+        current = self.link_secrets()[0].hex()
+        with self._conn() as c:
+            c.execute("BEGIN" if self.postgres else "BEGIN IMMEDIATE")
+            try:
+                c.execute(self._sql("DELETE FROM {p}meta WHERE name = 'link_secret_previous'"))
+                c.execute(self._sql("INSERT INTO {p}meta (name, value) VALUES ('link_secret_previous', ?)"),
+                          (f"{current}:{time.time() + grace_s}",))
+                c.execute(self._sql("UPDATE {p}meta SET value = ? WHERE name = 'link_secret'"),
+                          (secrets.token_hex(32),))
+                c.execute("COMMIT")
+            except Exception:
+                c.execute("ROLLBACK")
+                raise
 
     # -- API keys -----------------------------------------------------------------------------------------------------
 
@@ -177,6 +208,10 @@ class JobStore:
             return None
         return {"id": r[0], "name": r[1], "webhook_secret": r[3], "rate_per_min": r[4], "burst": r[5],
                 "daily_quota": r[6]}
+
+    def key_revoked(self, key_id: str) -> bool:
+        rows = self.query("SELECT revoked FROM {p}api_keys WHERE id = ?", (key_id,))
+        return not rows or bool(rows[0][0])
 
     def revoke_key(self, key_id: str) -> bool:
         return self.execute("UPDATE {p}api_keys SET revoked = 1 WHERE id = ?", (key_id,)) > 0
@@ -245,6 +280,15 @@ class JobStore:
     def count_since(self, key_id: str, since: float) -> int:
         return self.query(COUNT_SINCE, (key_id, since))[0][0]
 
+    def stale_accepting(self, before: float, limit: int = 50) -> list[tuple[str, str | None]]:
+        """(id, message) of job rows still 'accepting' since before `before`, each claimed for this caller (its
+        updated_at moved to now, so another front door's sweep leaves it alone for a while)."""
+        rows = self.query("SELECT id, message FROM {p}jobs WHERE status = 'accepting' AND updated_at < ? "
+                          "ORDER BY updated_at LIMIT ?", (before, limit))
+        return [(i, m) for i, m in rows if self.execute(
+            "UPDATE {p}jobs SET updated_at = ? WHERE id = ? AND status = 'accepting' AND updated_at < ?",
+            (time.time(), i, before))]
+
     def delete_job(self, job_id: str) -> None:
         self.execute("DELETE FROM {p}jobs WHERE id = ?", (job_id,))
 
@@ -275,9 +319,15 @@ class JobStore:
 
     # -- webhooks -------------------------------------------------------------------------------------------------------
 
-    def due_webhooks(self, now: float, limit: int = 20) -> list[dict]:
-        rows = self.query(f"SELECT {', '.join(JOB_COLUMNS)} FROM {{p}}jobs WHERE webhook_state = 'pending' AND "
-                          "webhook_next_at <= ? ORDER BY webhook_next_at LIMIT ?", (now, limit))
+    def due_webhooks(self, now: float, limit: int, per_key: int, skip: list) -> list[dict]:
+        """Up to `limit` webhooks due now, the oldest first, at most `per_key` of one API key (so one tenant's
+        backlog does not fill the batch), leaving out the jobs in `skip` (being delivered)."""
+        cols = ", ".join(JOB_COLUMNS)
+        skipped = f" AND id NOT IN ({', '.join('?' for _ in skip)})" if skip else ""
+        rows = self.query(f"SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY key_id ORDER BY "
+                          f"webhook_next_at) AS rank FROM {{p}}jobs WHERE webhook_state = 'pending' AND "
+                          f"webhook_next_at <= ?{skipped}) due WHERE rank <= ? ORDER BY webhook_next_at LIMIT ?",
+                          (now, *skip, per_key, limit))
         return [self._row(r) for r in rows]
 
     def webhook_outcome(self, job_id: str, state: str, attempts: int, next_at: float | None, error: str | None):

@@ -14,28 +14,53 @@ import threading
 import time
 
 from .. import Broker, BridgeClient, NotAccepted, Settings
-from .jobstore import JobStore
+from .jobstore import JobStore, StoreUnavailable
 
 log = logging.getLogger("sonicflow.api")
 
 
-class Publisher:
-    """A few threads, each with its own BridgeClient (pika connections are not thread-safe); publish() waits for the
-    broker's confirm without blocking the event loop."""
+class NotQueued(Exception):
+    """The job was certainly not queued: the broker refused it, or it never left this process."""
 
-    def __init__(self, settings: Settings, threads: int):
-        self.settings = settings
-        self.q: queue.Queue = queue.Queue()
+
+class MaybeQueued(Exception):
+    """The job was sent but its confirm did not come (in time, or the connection was lost): the broker may have it.
+    `confirmed` is the future that still settles when the publishing connection finally answers."""
+
+    def __init__(self, message: str, confirmed):
+        super().__init__(message)
+        self.confirmed = confirmed
+
+
+class _Item:
+    def __init__(self, job: dict, fut, loop):
+        self.job, self.fut, self.loop = job, fut, loop
+        self.state = "waiting"  # -> "cancelled" (by the waiter), or "connecting" -> "sending" (by a thread)
+
+
+class Publisher:
+    """A few threads, each with its own BridgeClient (pika connections are not thread-safe). publish() waits for the
+    broker's confirm without blocking the event loop, and not for ever: at most `backlog` jobs wait for a thread,
+    and a job waits at most `wait_s`. What it raises says whether the job may have reached the broker."""
+
+    def __init__(self, settings: Settings, threads: int, backlog: int, wait_s: float):
+        self.settings, self.wait_s = settings, wait_s
+        self.q: queue.Queue = queue.Queue(maxsize=backlog)
+        self.lock = threading.Lock()
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._run, daemon=True, name=f"publisher-{i}") for i in range(threads)]
         for t in self.threads:
             t.start()
 
+    def state(self) -> dict:
+        """Threads, jobs waiting for one, and whether the backlog is full (then submissions get 503)."""
+        return {"threads": len(self.threads), "waiting": self.q.qsize(), "backed_up": self.q.full()}
+
     def _run(self):
         client = None
         while not self.stop.is_set():
             try:
-                job, fut, loop = self.q.get(timeout=1.0)
+                item = self.q.get(timeout=1.0)
             except queue.Empty:
                 if client is not None:
                     try:
@@ -43,36 +68,67 @@ class Publisher:
                     except Exception:  # noqa: BLE001 - lost while idle: the next job connects again
                         client = None
                 continue
-            err = None
-            for _ in range(2):  # one reconnect (to the next node): a retransmit is safe, the job id is the key
-                try:
-                    if client is None or not client.connection.is_open:
-                        client = BridgeClient(self.settings)
-                    client.publish_job(job)
-                    err = None
-                    break
-                except NotAccepted as e:
-                    err = e
-                    break
-                except Exception as e:  # noqa: BLE001 - connection lost: reconnect once
-                    err = e
-                    try:
-                        client and client.close()
-                    except Exception:  # noqa: BLE001 - already gone
-                        pass
-                    client = None
-            loop.call_soon_threadsafe(_settle, fut, err)
+            with self.lock:
+                if item.state == "cancelled":  # its waiter gave up before a thread was free: never sent
+                    continue
+                item.state = "connecting"
+            err, client = self._send(item, client)
+            if item.state != "cancelled":
+                item.loop.call_soon_threadsafe(_settle, item.fut, err)
         if client is not None:
             try:
                 client.close()
             except Exception:  # noqa: BLE001 - already gone
                 pass
 
+    def _send(self, item: _Item, client):
+        """(None, client) once confirmed, else (NotQueued or MaybeQueued, client)."""
+        maybe = False  # a copy went out on a connection that was then lost: the broker may have it
+        err = None
+        for _ in range(2):  # one reconnect (to the next node): a retransmit is safe, the job id is the key
+            sending = False
+            try:
+                if client is None or not client.connection.is_open:
+                    client = BridgeClient(self.settings)
+                with self.lock:
+                    if item.state == "cancelled":
+                        return NotQueued("the wait ran out before the job was sent"), client
+                    item.state = "sending"
+                sending = True
+                client.publish_job(item.job)
+                return None, client
+            except NotAccepted as e:  # the broker refused this copy
+                err = e
+                break
+            except Exception as e:  # noqa: BLE001 - connection lost: reconnect once
+                err, maybe = e, maybe or sending
+                try:
+                    client and client.close()
+                except Exception:  # noqa: BLE001 - already gone
+                    pass
+                client = None
+        text = f"{type(err).__name__}: {err}"[:300]
+        return (MaybeQueued(text, item.fut) if maybe else NotQueued(text)), client
+
     async def publish(self, job: dict) -> None:
+        """Returns once the broker confirmed `job`; NotQueued when it certainly did not take it, MaybeQueued when
+        it may have (sent, then no confirm within `wait_s`, or the connection lost after sending)."""
         loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self.q.put((job, fut, loop))
-        await fut
+        item = _Item(job, loop.create_future(), loop)
+        item.fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # a late outcome nobody awaits is fine
+        try:
+            self.q.put_nowait(item)
+        except queue.Full:
+            raise NotQueued(f"{self.q.maxsize} jobs already wait for the broker") from None
+        try:
+            await asyncio.wait_for(asyncio.shield(item.fut), self.wait_s)
+        except asyncio.TimeoutError:
+            with self.lock:
+                if item.state in ("waiting", "connecting"):
+                    item.state = "cancelled"
+                    raise NotQueued(f"the broker did not take the job within {self.wait_s:g} s; it was not sent") \
+                        from None
+            raise MaybeQueued(f"the broker did not confirm within {self.wait_s:g} s", item.fut) from None
 
     def close(self):
         self.stop.set()
@@ -140,11 +196,14 @@ class Follower(threading.Thread):
             return
         try:
             changed = self.store.apply_result(job_id, doc)
-        except Exception:  # noqa: BLE001 - database away: give the message back, try again shortly
-            log.exception("follower: storing the result of %s", job_id)
+        except StoreUnavailable:  # the database is away: give the message back, try again shortly
+            log.warning("follower: the job store is unavailable; the result of %s goes back to the queue", job_id)
             time.sleep(1.0)
             ch.basic_nack(method.delivery_tag, requeue=True)
             return
+        except Exception:  # noqa: BLE001 - this document cannot be stored: requeued, it would stall every later one
+            log.exception("follower: the result of %s cannot be stored; dropped", job_id[:128])
+            changed = False
         ch.basic_ack(method.delivery_tag)
         if changed:
             self.on_change(job_id, True)

@@ -86,18 +86,21 @@ def document(version: str = "1.0.0") -> dict:
                         "multipart/form-data": {"schema": MULTIPART_REQUEST},
                         "application/json": {"schema": JSON_REQUEST}}},
                     "responses": {
-                        "202": {"description": "Accepted and queued (confirmed by the broker).",
+                        "202": {"description": "Accepted: queued (confirmed by the broker), or sent without a "
+                                               "confirm in time and kept: published again under the same id until "
+                                               "confirmed.",
                                 "headers": {"Location": {"schema": {"type": "string"}}},
                                 "content": {"application/json": {"schema": job_ref}}},
                         "200": {"description": "An Idempotency-Key seen before: the job it made.",
                                 "content": {"application/json": {"schema": job_ref}}},
                         "400": _err("Malformed request, bad file name, unknown field."),
+                        "408": _err("The request body did not arrive within the upload deadline (upload_timeout)."),
                         **COMMON_ERRORS,
                         "409": _err("Idempotency-Key reused with a different request."),
                         "413": _err("A file or the request is over its size limit."),
                         "415": _err("Not a supported image/audio format, or declared as something it is not."),
-                        "422": _err("Content or URL refused: corrupt, too large in pixels, too long, polyglot, "
-                                    "private address, bad parameter."),
+                        "422": _err("Content or URL refused: corrupt, too large in pixels, too long, too many "
+                                    "samples (rate, channels), polyglot, not a public address, bad parameter."),
                         "503": _err("The queue did not accept the job; nothing was queued. Retry later."),
                     },
                 },
@@ -123,7 +126,9 @@ def document(version: str = "1.0.0") -> dict:
                                         "schema": {"type": "string", "maxLength": 20}}],
                 "responses": {"200": {"description": "text/event-stream of `event: job` with the job as data",
                                       "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-                              "404": _err("No such job for this key."), **COMMON_ERRORS}}},
+                              "404": _err("No such job for this key."), **COMMON_ERRORS,
+                              "429": _err("Rate limit, or this key's event streams are all open "
+                                          "(too_many_streams).")}}},
             "/v1/jobs/{id}/files/{name}": {"get": {
                 "operationId": "getFile", "summary": "A result file, through the signed link in `results`",
                 "security": [],
@@ -134,7 +139,8 @@ def document(version: str = "1.0.0") -> dict:
                 "responses": {"200": {"description": "The file (Range requests supported)",
                                       "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}}},
                               "302": {"description": "Redirect to a pre-signed object-store URL (S3 stores)"},
-                              "403": _err("Bad signature."), "404": _err("No such file."),
+                              "403": _err("Bad signature, or the key that made the job was revoked (key_revoked)."),
+                              "404": _err("No such file."),
                               "410": _err("Link expired.")}}},
             "/v1/openapi.json": {"get": {"operationId": "openapi", "security": [], "summary": "This document",
                                          "responses": {"200": {"description": "OpenAPI 3.1",

@@ -37,6 +37,23 @@ class ApiSettings(Declared):
     webhook_delays: tuple = setting((5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0), "SONICFLOW_API_WEBHOOK_DELAYS",
                                     "seconds between webhook attempts", item=float)
     publishers: int = setting(4, "SONICFLOW_API_PUBLISHERS", "connections publishing jobs (with confirms)")
+    publish_backlog: int = setting(32, "SONICFLOW_API_PUBLISH_BACKLOG", "submissions that may wait for a publishing "
+                                   "connection; beyond it 503 queue_unavailable at once")
+    publish_wait_s: float = setting(10.0, "SONICFLOW_API_PUBLISH_WAIT_S", "longest a submission waits for the "
+                                    "broker's confirm")
+    reconcile_after_s: float = setting(120.0, "SONICFLOW_API_RECONCILE_AFTER_S", "a job row still unconfirmed this "
+                                       "long after it was written (its front door died, or the confirm was lost) is "
+                                       "published again, under the same job id")
+    upload_deadline_s: float = setting(300.0, "SONICFLOW_API_UPLOAD_DEADLINE_S", "seconds a request body may take "
+                                       "to arrive")
+    streams_per_key: int = setting(8, "SONICFLOW_API_STREAMS_PER_KEY", "event streams one API key may hold open "
+                                   "(per front-door process)")
+    stream_max_s: float = setting(3600.0, "SONICFLOW_API_STREAM_MAX_S", "seconds an event stream stays open; the "
+                                  "client reconnects with Last-Event-ID")
+    webhook_per_key: int = setting(4, "SONICFLOW_API_WEBHOOK_PER_KEY", "webhook deliveries in flight for one API "
+                                   "key")
+    webhook_concurrency: int = setting(32, "SONICFLOW_API_WEBHOOK_CONCURRENCY", "webhook deliveries in flight in "
+                                       "all")
     fetch_threads: int = setting(8, "SONICFLOW_API_FETCH_THREADS", "threads fetching URL inputs")
     fetch_per_key: int = setting(2, "SONICFLOW_API_FETCH_PER_KEY", "URL inputs one API key may have in flight")
     fetch_deadline_s: float = setting(60.0, "SONICFLOW_API_FETCH_DEADLINE_S", "seconds a whole URL fetch may take")

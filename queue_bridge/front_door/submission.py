@@ -1,12 +1,13 @@
 """Reading a submission (POST /v1/jobs): a multipart upload or JSON with URLs -> a checked `Submission`.
 
-In order of cost, so that a refusal costs the service little: size limits while reading, the fields and the
-parameters (against the template's declared interface), the webhook target, then (the caller checks the quota here)
-the URL inputs, fetched by the front door itself within a deadline and a per-key cap, then the content checks of the
-bytes. Nothing is stored until the caller has the whole Submission.
+In order of cost, so that a refusal costs the service little: size limits and a deadline while reading (a body that
+trickles in is cut off), the fields and the parameters (against the template's declared interface), the webhook
+target, then (the caller checks the quota here) the URL inputs, fetched by the front door itself within a deadline
+and a per-key cap, then the content checks of the bytes. Nothing is stored until the caller has the whole Submission.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -84,19 +85,22 @@ class SubmissionReader:
     async def parse(self, request) -> Submission:
         """The request's fields, parameters and webhook checked; URL inputs not fetched yet."""
         ctype = request.content_type
-        if ctype == "multipart/form-data":
-            sub = await self._multipart(request)
-        elif ctype == "application/json":
-            sub = await self._json_body(request)
-        else:
+        if ctype not in ("multipart/form-data", "application/json"):
             raise ApiError(415, "unsupported_content_type", "send multipart/form-data (files) or application/json "
                                                            "(URLs)")
+        try:
+            async with asyncio.timeout(self.s.upload_deadline_s):
+                sub = await (self._multipart(request) if ctype == "multipart/form-data" else self._json_body(request))
+        except TimeoutError:
+            raise ApiError(408, "upload_timeout", f"the request body did not arrive within "
+                                                  f"{self.s.upload_deadline_s:g} s", {"Connection": "close"}) from None
         sub.parameters = self.check_parameters(sub.parameters)
         if sub.webhook_url:
             try:
                 await self.fetches.run(check_target, sub.webhook_url, list(self.s.webhook_allow))
-            except JobError as e:
-                raise ApiError(422, e.code, f"webhook_url: {e.message}", field="webhook_url") from None
+            except JobError as e:  # what was decided, never what the name resolved to (a scanner's oracle)
+                why = URL_REFUSED[e.code] if e.code in ("private_address", "input_unavailable") else e.message
+                raise ApiError(422, e.code, f"webhook_url: {why}", field="webhook_url") from None
         return sub
 
     async def complete(self, sub: Submission, key: dict) -> Submission:

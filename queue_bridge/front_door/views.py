@@ -17,22 +17,27 @@ def _iso(t: float | None) -> str | None:
 # --- views and signed links ---------------------------------------------------------------------------------------------
 
 class Links:
-    def __init__(self, secret: bytes, ttl_days: int):
-        self.secret, self.ttl_days = secret, ttl_days
+    """Signs links with the first of `secrets` and accepts any of them (the previous secret during a rotation's
+    grace period); `secrets` is replaced when the job store says they changed."""
 
-    def sig(self, job_id: str, name: str, exp: int) -> str:
-        return hmac.new(self.secret, f"{job_id}/{name}/{exp}".encode(), hashlib.sha256).hexdigest()[:40]
+    def __init__(self, secrets: list[bytes], ttl_days: int):
+        self.secrets, self.ttl_days = secrets, ttl_days
+
+    @staticmethod
+    def _sig(secret: bytes, job_id: str, name: str, exp: int) -> str:
+        return hmac.new(secret, f"{job_id}/{name}/{exp}".encode(), hashlib.sha256).hexdigest()[:40]
 
     def file_url(self, job_id: str, name: str) -> str:
         exp = (int(time.time()) // 86400 + self.ttl_days + 1) * 86400  # stable for a day: caches and pages agree
-        return f"/v1/jobs/{job_id}/files/{quote(name)}?exp={exp}&sig={self.sig(job_id, name, exp)}"
+        return f"/v1/jobs/{job_id}/files/{quote(name)}?exp={exp}&sig={self._sig(self.secrets[0], job_id, name, exp)}"
 
     def check(self, job_id: str, name: str, exp: str, sig: str) -> None:
         try:
             e = int(exp)
         except (TypeError, ValueError):
             raise ApiError(403, "bad_signature", "the link is not valid") from None
-        if not hmac.compare_digest(self.sig(job_id, name, e).encode(), (sig or "").encode("utf-8", "replace")):
+        given = (sig or "").encode("utf-8", "replace")
+        if not any(hmac.compare_digest(self._sig(s, job_id, name, e).encode(), given) for s in self.secrets):
             raise ApiError(403, "bad_signature", "the link is not valid")
         if e < time.time():
             raise ApiError(410, "link_expired", "the link has expired; open the job again for a fresh one")

@@ -9,11 +9,14 @@ What a receiver gets (POST, JSON):
 A receiver checks the signature (constant-time), that the timestamp is recent (5 minutes), and that it has not seen the
 id before: `verify()` below does all three, so a captured request replayed later is refused.
 
-Targets are checked like the bridge's input URLs (`inputs.check_addresses`): http(s) only, and the name must not
-resolve to a private, loopback, link-local, multicast or reserved address -- checked when the job is submitted and
-again at every delivery, inside the connection's own DNS resolution (so a name that changes its answer between the
-check and the connection is caught). `allow` lists host:port pairs exempt from the address check (a test receiver on
-loopback); never use it in production.
+Targets are checked like the bridge's input URLs (`inputs.check_addresses`): http(s) only, and the name must
+resolve to globally routable unicast addresses only -- checked when the job is submitted and again at every
+delivery, inside the connection's own DNS resolution (so a name that changes its answer between the check and the
+connection is caught). `allow` lists host:port pairs exempt from the address check (a test receiver on loopback);
+never use it in production.
+
+Deliveries run concurrently, at most `per_key` at once for one API key and `total` for everyone, so one tenant's
+slow receivers delay only that tenant's webhooks.
 """
 from __future__ import annotations
 
@@ -58,7 +61,7 @@ def verify(secret: str, headers, body: bytes, seen: set, now: float | None = Non
         t = int(ts)
     except ValueError:
         raise WebhookRejected("bad timestamp") from None
-    if not hmac.compare_digest(sign(secret, event, t, body), sig):
+    if not hmac.compare_digest(sign(secret, event, t, body).encode(), sig.encode("utf-8", "replace")):
         raise WebhookRejected("bad signature")
     if abs((time.time() if now is None else now) - t) > tolerance_s:
         raise WebhookRejected("stale timestamp (replay?)")
@@ -74,12 +77,15 @@ def _allowed(host: str, port: int, allow: list) -> bool:
 
 def check_target(url: str, allow: list | None = None) -> None:
     """JobError(scheme_not_allowed / private_address / input_unavailable) for a URL no webhook may go to."""
-    p = urlparse(url)
+    try:
+        p = urlparse(url)
+        port = p.port or (443 if p.scheme == "https" else 80)
+    except ValueError:  # a port out of range, a bad IPv6 literal
+        raise JobError("scheme_not_allowed", "not a valid http(s) URL") from None
     if p.scheme not in ("http", "https") or not p.hostname:
-        raise JobError("scheme_not_allowed", f"webhook_url {url[:80]!r}: use an http(s) URL")
+        raise JobError("scheme_not_allowed", "use an http(s) URL")
     if p.username or p.password:
-        raise JobError("scheme_not_allowed", "webhook_url: credentials in the URL are not accepted")
-    port = p.port or (443 if p.scheme == "https" else 80)
+        raise JobError("scheme_not_allowed", "credentials in the URL are not accepted")
     if _allowed(p.hostname.lower(), port, allow or []):
         return
     check_addresses(p.hostname, port, InputPolicy(allow_private_networks=False))
@@ -94,7 +100,7 @@ def _resolver(allow: list):
             loop = asyncio.get_running_loop()
             if not _allowed(host.lower(), port, allow):
                 # Connect to exactly the addresses that passed the check: a second lookup could answer otherwise.
-                checked = await loop.run_in_executor(None, _check_addresses, host, port, InputPolicy())
+                checked = await loop.run_in_executor(None, check_addresses, host, port, InputPolicy())
                 return [{"hostname": host, "host": ip, "port": port,
                          "family": socket.AF_INET6 if ":" in ip else socket.AF_INET, "proto": socket.IPPROTO_TCP,
                          "flags": socket.AI_NUMERICHOST} for ip in checked]
@@ -109,27 +115,37 @@ def _resolver(allow: list):
 
 
 class Deliverer:
-    """Sends due webhooks from the job store; one attempt per due job per pass, back-off doubling per failure."""
+    """Sends due webhooks from the job store, each on its own task (at most `per_key` in flight for one API key and
+    `total` in all); back-off per failure from `delays_s`."""
 
     def __init__(self, store, blocking, document, allow: list | None = None,
-                 delays_s: tuple = (5, 30, 120, 600, 1800, 3600), timeout_s: float = 10.0, poll_s: float = 1.0):
+                 delays_s: tuple = (5, 30, 120, 600, 1800, 3600), timeout_s: float = 10.0, poll_s: float = 1.0,
+                 per_key: int = 4, total: int = 32):
         """`blocking(fn, *args)` runs a blocking call (the job store's) off the event loop; `document(job)` is the
         job as GET /v1/jobs/{id} answers it (the service gives it: same signed, absolute links)."""
         self.store, self.blocking, self.document = store, blocking, document
         self.allow, self.delays_s = list(allow or []), tuple(delays_s)
-        self.timeout_s, self.poll_s = timeout_s, poll_s
+        self.timeout_s, self.poll_s, self.per_key, self.total = timeout_s, poll_s, per_key, total
         self.session = None
+        self.in_flight: dict[str, asyncio.Task] = {}  # job id -> its delivery
+        self.by_key: dict[str, int] = {}
 
     async def start(self):
         import aiohttp
 
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(resolver=_resolver(self.allow), limit=20, use_dns_cache=False),
+            connector=aiohttp.TCPConnector(resolver=_resolver(self.allow), limit=self.total, use_dns_cache=False),
             timeout=aiohttp.ClientTimeout(total=self.timeout_s))
 
     async def close(self):
+        for task in list(self.in_flight.values()):
+            task.cancel()
+        await asyncio.gather(*self.in_flight.values(), return_exceptions=True)
         if self.session:
             await self.session.close()
+
+    def state(self) -> dict:
+        return {"in_flight": len(self.in_flight), "total": self.total, "per_key": self.per_key}
 
     async def run(self, wake: asyncio.Event):
         while True:
@@ -138,14 +154,39 @@ class Deliverer:
             except asyncio.TimeoutError:
                 pass
             wake.clear()
+            if len(self.in_flight) >= self.total:
+                continue
             try:
-                due = await self.blocking(self.store.due_webhooks, time.time())
-                await asyncio.gather(*(self.deliver(job) for job in due))
+                due = await self.blocking(self.store.due_webhooks, time.time(), self.total - len(self.in_flight),
+                                          self.per_key, list(self.in_flight))
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the database may be briefly away; try again next pass
-                log.warning("webhooks: this pass failed; trying again", exc_info=True)
+                log.warning("webhooks: reading due deliveries failed; trying again", exc_info=True)
                 await asyncio.sleep(self.poll_s)
+                continue
+            for job in due:
+                key = job["key_id"]
+                if job["id"] in self.in_flight or self.by_key.get(key, 0) >= self.per_key:
+                    continue
+                if len(self.in_flight) >= self.total:
+                    break
+                self.by_key[key] = self.by_key.get(key, 0) + 1
+                self.in_flight[job["id"]] = asyncio.create_task(self._one(job, wake))
+
+    async def _one(self, job: dict, wake: asyncio.Event) -> None:
+        try:
+            await self.deliver(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the database failed to record the outcome: it stays due, tried again
+            log.warning("webhooks: delivering %s failed; trying again", job["id"], exc_info=True)
+        finally:
+            del self.in_flight[job["id"]]
+            self.by_key[job["key_id"]] -= 1
+            if not self.by_key[job["key_id"]]:
+                del self.by_key[job["key_id"]]
+            wake.set()  # a slot is free: look for more
 
     async def deliver(self, job: dict) -> None:
         secret = await self.blocking(self.store.key_secret, job["key_id"])
@@ -156,7 +197,9 @@ class Deliverer:
         ts = int(time.time())
         error = None
         try:
-            await self.blocking(check_target, job["webhook_url"], self.allow)
+            # IP literals never reach the resolver below: checked here (on the default pool: the job store's
+            # threads are not for DNS)
+            await asyncio.get_running_loop().run_in_executor(None, check_target, job["webhook_url"], self.allow)
             async with self.session.post(job["webhook_url"], data=body, allow_redirects=False, headers={
                     "Content-Type": "application/json", "User-Agent": "SonicFlow-Webhook/1",
                     ID_HEADER: payload["id"], TIMESTAMP_HEADER: str(ts),

@@ -50,7 +50,7 @@ def test_poison_messages_are_dead_lettered_and_the_worker_goes_on(bridge, media_
     good = bridge.talking_job("poison-then-good")
     bridge.submit(good)
 
-    result = bridge.wait_results([good["job_id"]], 240)[good["job_id"]]
+    result = bridge.wait_results([good["job_id"]], 120)[good["job_id"]]
     assert result["status"] == "succeeded", result
     wait_until(lambda: len(bridge.dead()) >= len(cases), 60, "every poison message in the dead-letter queue")
     dead = {d["body"]: d for d in bridge.dead()}

@@ -104,7 +104,9 @@ class FrontDoor:
     """One `sonicflow api` process with its own broker prefix, store folder and job-store tables."""
 
     def __init__(self, tmp, db: str, pg_url: str | None = None, webhook_allow: list | None = None,
-                 env: dict | None = None):
+                 env: dict | None = None, amqp: str = AMQP):
+        """`amqp`: the broker URL the front door uses (a relay in front of the test broker, say); the tests'
+        own helpers always reach the broker directly."""
         _n[0] += 1
         self.prefix = f"sfa{SESSION}n{_n[0]}"
         self.table_prefix = f"t{SESSION}n{_n[0]}_"
@@ -115,6 +117,7 @@ class FrontDoor:
         self.url = f"http://127.0.0.1:{self.port}"
         self.webhook_allow = webhook_allow or []
         self.env = {**os.environ, **(env or {})}
+        self.amqp = amqp
         self.proc = None
         self.log_path = str(tmp / "api.log")
         self.workers: list = []
@@ -129,7 +132,7 @@ class FrontDoor:
         return self.jobstore.create_key("test", kw.get("rate", 600), kw.get("burst", 200), kw.get("quota", 100000))
 
     def start(self):
-        args = [PY, os.path.join(ROOT, "sonicflow_cli.py"), "api", "serve", "--amqp", AMQP, "--prefix", self.prefix,
+        args = [PY, os.path.join(ROOT, "sonicflow_cli.py"), "api", "serve", "--amqp", self.amqp, "--prefix", self.prefix,
                 "--store", str(self.store), "--db", self.db_url, "--table-prefix", self.table_prefix,
                 "--port", str(self.port)]
         for a in self.webhook_allow:
@@ -228,6 +231,11 @@ class FrontDoor:
     def job_rows(self) -> int:
         return self.jobstore.query("SELECT COUNT(*) FROM {p}jobs")[0][0]
 
+    def kill(self):
+        """SIGKILL: the front door dies wherever it is, as in a crash or an OOM kill."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
     def stop(self):
         for w in self.workers:
             if w.poll() is None:
@@ -279,11 +287,11 @@ def frontdoor(rabbit, tmp_path_factory):
 
 def submit(fd: FrontDoor, key: str, image: bytes | None = None, audio: bytes | None = None, *,
            image_name: str = "face.png", audio_name: str = "speech.wav", image_type: str = "image/png",
-           audio_type: str = "audio/wav", data: dict | None = None, headers: dict | None = None):
+           audio_type: str = "audio/wav", data: dict | None = None, headers: dict | None = None, timeout: float = 60):
     files = {}
     files["image"] = (image_name, portrait_png() if image is None else image, image_type)
     files["audio"] = (audio_name, speech_wav() if audio is None else audio, audio_type)
     h = {"X-API-Key": key} if key else {}
     h.update(headers or {})
     return requests.post(fd.url + "/v1/jobs", files=files, data=data or {"engine": "lite", "min_resolution": "256"},
-                         headers=h, timeout=60)
+                         headers=h, timeout=timeout)

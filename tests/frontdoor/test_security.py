@@ -1,13 +1,17 @@
 """The security table: each hostile request gets its status code and error code, and leaves nothing stored (no input
-in the object store, no job row) and nothing queued (the jobs queue is as it was)."""
+in the object store, no job row) and nothing queued (the jobs queue is as it was). Where the answer could leak
+something (a resolved address, a password in a URL), the table also names what the answer must not contain."""
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zlib
 
 import pytest
 import requests
+
+from devtools import hostile_media
 
 from .conftest import portrait_jpeg, portrait_png, speech_wav, submit
 
@@ -54,8 +58,39 @@ def _json(fd, key, doc, headers=None):
     return requests.post(fd.url + "/v1/jobs", json=doc, headers={"X-API-Key": key, **(headers or {})}, timeout=60)
 
 
+def _raw_json(fd, key, body: bytes):
+    return requests.post(fd.url + "/v1/jobs", data=body, timeout=60,
+                         headers={"X-API-Key": key, "Content-Type": "application/json"})
+
+
+def _urls(address: str, port: str = "") -> dict:
+    """Both inputs at one address literal (checked after 'resolution', which for a literal is the literal)."""
+    return {"image_url": f"http://{address}{port}/a.png", "audio_url": f"http://{address}{port}/a.wav"}
+
+
+def _hook(url: str):
+    return lambda fd, k: submit(fd, k, data={"engine": "lite", "webhook_url": url})
+
+
+# Addresses Python's is_global lets through (or that only it catches) that no fetch may reach.
+NOT_PUBLIC = [
+    ("cgnat-cloud-metadata-100.100.100.200", "100.100.100.200"),  # Alibaba Cloud's metadata service
+    ("cgnat-100.64/10", "100.64.0.1"),  # carrier-grade NAT, tailnets
+    ("ipv6-site-local-fec0", "[fec0::1]"),
+    ("6to4-of-loopback-2002", "[2002:7f00:1::1]"),
+    ("6to4-relay-192.88.99", "192.88.99.1"),
+    ("ietf-protocol-192.0.0", "192.0.0.8"),
+    ("nat64-of-10/8", "[64:ff9b::a00:1]"),
+    ("nat64-local-use", "[64:ff9b:1::808:808]"),
+    ("ipv4-mapped-loopback", "[::ffff:127.0.0.1]"),
+    ("ipv4-compatible-loopback", "[::127.0.0.1]"),
+    ("multicast", "224.0.0.1"),
+    ("ipv6-multicast", "[ff0e::1]"),
+]
+AUDIO_TYPE = {"audio_name": "a.flac", "audio_type": "audio/flac"}
+
 CASES = [
-    # (id, request builder, status, code)
+    # (id, request builder, status, code[, text the answer must not contain])
     ("path-traversal-image-name", lambda fd, k: submit(fd, k, image_name="../../etc/passwd.png"), 400, "bad_filename"),
     ("path-traversal-audio-name", lambda fd, k: submit(fd, k, audio_name="..\\..\\boot.wav"), 400, "bad_filename"),
     ("oversize-upload", lambda fd, k: submit(fd, k, image=portrait_png() + b"\0" * (21 * 2**20)), 413,
@@ -93,16 +128,47 @@ CASES = [
     ("malformed-api-key", lambda fd, k: submit(fd, "Bearer nonsense"), 401, "unauthorized"),
     ("bad-parameter", lambda fd, k: submit(fd, k, data={"engine": "warp9"}), 422, "bad_parameter"),
     ("unknown-field", lambda fd, k: submit(fd, k, data={"engine": "lite", "shell": "rm -rf /"}), 400, "unknown_field"),
+    # addresses that are not globally routable unicast, as URL inputs and as webhooks (issue #10 M1)
+    *[(f"ssrf-{name}", lambda fd, k, a=address: _json(fd, k, _urls(a)), 422, "private_address")
+      for name, address in NOT_PUBLIC],
+    *[(f"webhook-{name}", lambda fd, k, a=address: _hook(f"http://{a}/hook")(fd, k), 422, "private_address")
+      for name, address in NOT_PUBLIC[:4]],
+    ("webhook-name-to-loopback-address-not-echoed", _hook("http://localhost:1/hook"), 422, "private_address",
+     "127.0.0.1"),
+    ("webhook-credentials-not-echoed", _hook("ftp://user:s3cr3t@example.com/hook"), 422, "scheme_not_allowed",
+     "s3cr3t"),
+    ("webhook-port-out-of-range", _hook("http://example.com:99999/hook"), 422, "scheme_not_allowed"),
+    ("url-credentials-not-echoed", lambda fd, k: _json(fd, k, _urls("user:s3cr3t@100.100.100.200")), 422,
+     "private_address", "s3cr3t"),
+    # audio that asks a decoder for gigabytes by rate and channels, not length (M4)
+    ("audio-bomb-655350hz-8ch", lambda fd, k: submit(fd, k, audio=hostile_media.flac(655350, 8, declared_s=590),
+                                                      **AUDIO_TYPE), 422, "audio_too_large"),
+    ("audio-bomb-64-channels", lambda fd, k: submit(fd, k, audio=hostile_media.wav(16000, channels=64)), 422,
+     "audio_too_large"),
+    # JSON nested past the parser's stack, in the body and in fields (answered 400, not 500 with a stack trace)
+    ("deep-json-body", lambda fd, k: _raw_json(fd, k, hostile_media.nested_json(30000)), 400, "bad_json"),
+    ("deep-json-in-a-field", lambda fd, k: _raw_json(fd, k, b'{"image_url": ' + hostile_media.nested_json(30000)
+                                                     + b"}"), 400, "bad_json"),
+    ("deep-json-multipart-parameters", lambda fd, k: submit(fd, k, data={
+        "parameters": hostile_media.nested_json(8000).decode()}), 400, "bad_field"),
+    ("deep-json-multipart-metadata", lambda fd, k: submit(fd, k, data={
+        "metadata": hostile_media.nested_json(2500, "a").decode()}), 400, "bad_field"),
+    # the JSON path's limits hold on the multipart path too
+    ("multipart-metadata-17-keys", lambda fd, k: submit(fd, k, data={
+        "metadata": json.dumps({f"k{i}": i for i in range(17)})}), 400, "bad_field"),
+    ("multipart-metadata-over-4KiB", lambda fd, k: submit(fd, k, data={"metadata": json.dumps({"a": "x" * 5000})}),
+     400, "bad_field"),
 ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_refused_and_nothing_stored_or_queued(frontdoor, key, case):
-    _name, build, status, code = case
+    _name, build, status, code, *absent = case
     before_queue, before_rows = frontdoor.queued(), frontdoor.job_rows()
     r = build(frontdoor, key)
     assert r.status_code == status, (r.status_code, r.text[:500])
     assert r.json()["error"]["code"] == code, r.text[:500]
+    assert not [a for a in absent if a in r.text], r.text[:500]
     assert frontdoor.stored_inputs() == [], "an input was stored"
     assert frontdoor.job_rows() == before_rows, "a job row was written"
     assert frontdoor.queued() == before_queue, "a job was queued"

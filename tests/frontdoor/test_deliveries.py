@@ -1,0 +1,126 @@
+"""What comes back to customers (issue #10, Low): one tenant's slow webhook receivers no longer hold up another
+tenant's webhooks (deliveries run concurrently, capped per key); a result the job store cannot take is dropped and
+logged instead of being requeued for ever in front of every later result; `verify` refuses a signature it cannot
+even compare."""
+from __future__ import annotations
+
+import asyncio
+import http.server
+import threading
+import time
+import uuid
+
+import pytest
+
+from queue_bridge import JobError
+from queue_bridge.front_door import webhooks
+
+from .conftest import submit, wait_until
+
+
+class Receivers:
+    """/slow holds each delivery until released (it counts how many it holds at once); /fast answers at once."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.holding = self.most_held = 0
+        self.fast: list = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path == "/slow":
+                    with outer.lock:
+                        outer.holding += 1
+                        outer.most_held = max(outer.most_held, outer.holding)
+                    outer.release.wait(60)
+                    with outer.lock:
+                        outer.holding -= 1
+                else:
+                    outer.fast.append(self.headers[webhooks.ID_HEADER])
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+
+
+def _succeed(fd, job_id: str) -> None:
+    fd.publish_result({"version": 1, "job_id": job_id, "status": "succeeded", "outputs": [], "values": {}})
+
+
+def test_a_slow_tenant_does_not_hold_up_another_tenants_webhooks(frontdoor_factory):
+    rx = Receivers()
+    try:
+        fd = frontdoor_factory(webhook_allow=[f"127.0.0.1:{rx.port}"], env={"SONICFLOW_API_WEBHOOK_PER_KEY": "2"})
+        slow_key, fast_key = fd.key(), fd.key()
+        slow = [submit(fd, slow_key, data={"engine": "lite", "seed": str(i), "webhook_url": rx.url("/slow")}).json()
+                ["id"] for i in range(4)]
+        fast = submit(fd, fast_key, data={"engine": "lite", "webhook_url": rx.url("/fast")}).json()["id"]
+        for job_id in slow:
+            _succeed(fd, job_id)
+        wait_until(lambda: rx.holding == 2, 30, "two of the slow tenant's deliveries in flight")
+        _succeed(fd, fast)
+        wait_until(lambda: rx.fast, 30, "the other tenant's webhook delivered")
+        # ...while the slow tenant's first deliveries were still in flight: none had even failed yet
+        attempts = [fd.jobstore.get_job(j)["webhook_attempts"] for j in slow]
+        assert attempts == [0, 0, 0, 0] and rx.holding == 2 and rx.most_held == 2
+        rx.release.set()
+        wait_until(lambda: all(fd.jobstore.get_job(j)["webhook_state"] == "delivered" for j in slow), 60,
+                   "the slow tenant's webhooks delivered once released")
+        assert rx.most_held == 2  # never more than its cap at once
+    finally:
+        rx.close()
+
+
+def test_a_result_the_store_refuses_does_not_stall_the_results_behind_it(frontdoor_factory, postgres):
+    """PostgreSQL text cannot hold NUL: a result whose job id has one makes the store raise. Requeued, such results
+    filled the follower's prefetch window (and it slept a second on each), so the results behind them never came."""
+    fd = frontdoor_factory("postgres", postgres)
+    key = fd.key()
+    job_id = submit(fd, key).json()["id"]
+    for _ in range(60):
+        _succeed(fd, f"{uuid.uuid4().hex}\x00")
+    _succeed(fd, job_id)
+    wait_until(lambda: fd.jobstore.get_job(job_id)["status"] == "succeeded", 30, "the good result applied")
+    conn, ch = fd.channel()
+    try:
+        wait_until(lambda: ch.queue_declare(f"{fd.prefix}.api.results", passive=True).method.message_count == 0, 30,
+                   "the refused results acknowledged, not requeued")
+    finally:
+        conn.close()
+    assert "cannot be stored; dropped" in fd.log_tail(400)
+
+
+@pytest.mark.parametrize("signature", ["v1=é", "v1=\udcff", "☃" * 70])
+def test_verify_refuses_a_signature_it_cannot_compare(signature):
+    body, ts = b'{"id": "evt_1"}', int(time.time())
+    headers = {webhooks.ID_HEADER: "evt_1", webhooks.TIMESTAMP_HEADER: str(ts), webhooks.SIGNATURE_HEADER: signature}
+    with pytest.raises(webhooks.WebhookRejected, match="bad signature"):
+        webhooks.verify("whsec_x", headers, body, set())
+    good = {**headers, webhooks.SIGNATURE_HEADER: webhooks.sign("whsec_x", "evt_1", ts, body)}
+    assert webhooks.verify("whsec_x", good, body, set()) == {"id": "evt_1"}
+
+
+def test_the_delivery_resolver_checks_the_addresses_it_connects_to():
+    """Inside the webhook connection's own DNS resolution (a name that answered a public address when the job was
+    submitted may answer a private one now); it named a function that did not exist, so every delivery to a name
+    failed with a NameError."""
+    resolver = webhooks._resolver([])
+    with pytest.raises(JobError) as e:
+        asyncio.run(resolver.resolve("localhost", 80))
+    assert e.value.code == "private_address"
