@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 
+from devtools import hostile_media
 from queue_bridge import JobError
 from queue_bridge.front_door import webhooks
 
@@ -89,12 +90,18 @@ def test_a_slow_tenant_does_not_hold_up_another_tenants_webhooks(frontdoor_facto
 
 def test_a_result_the_store_refuses_does_not_stall_the_results_behind_it(frontdoor_factory, postgres):
     """PostgreSQL text cannot hold NUL: a result whose job id has one makes the store raise. Requeued, such results
-    filled the follower's prefetch window (and it slept a second on each), so the results behind them never came."""
+    filled the follower's prefetch window (and it slept a second on each), so the results behind them never came. A
+    body nested past the JSON parser's stack is acknowledged and ignored too."""
     fd = frontdoor_factory("postgres", postgres)
     key = fd.key()
     job_id = submit(fd, key).json()["id"]
     for _ in range(60):
         _succeed(fd, f"{uuid.uuid4().hex}\x00")
+    conn, ch = fd.channel()
+    try:  # and one nested past the JSON parser's stack
+        ch.basic_publish(f"{fd.prefix}.results", f"result.{job_id}", hostile_media.nested_json(100000))
+    finally:
+        conn.close()
     _succeed(fd, job_id)
     wait_until(lambda: fd.jobstore.get_job(job_id)["status"] == "succeeded", 30, "the good result applied")
     conn, ch = fd.channel()
