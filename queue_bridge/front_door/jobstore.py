@@ -137,7 +137,7 @@ class JobStore:
         ]
         for s in stmts:
             self.execute(s)
-        self._add_column("jobs", "message", "TEXT")  # tables made before the sweeper existed
+        self._add_column("jobs", "message", "TEXT")  # tables made before job rows kept their message
         self.execute("CREATE INDEX IF NOT EXISTS {p}jobs_status ON {p}jobs (status, updated_at)")
 
     def _add_column(self, table: str, column: str, kind: str) -> None:

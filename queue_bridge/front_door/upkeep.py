@@ -27,7 +27,7 @@ class Upkeep:
         """`blocking(fn, *args)` runs a job-store call off the event loop."""
         self.store, self.blocking, self.publisher, self.links = store, blocking, publisher, links
         self.after_s = after_s
-        self.every = min(30.0, after_s / 2)
+        self.every = max(0.5, min(30.0, after_s / 2))
         self.last_pass: float | None = None
 
     async def run(self) -> None:
