@@ -89,9 +89,9 @@ class SubmissionReader:
             raise ApiError(415, "unsupported_content_type", "send multipart/form-data (files) or application/json "
                                                            "(URLs)")
         try:
-            async with asyncio.timeout(self.s.upload_deadline_s):
-                sub = await (self._multipart(request) if ctype == "multipart/form-data" else self._json_body(request))
-        except TimeoutError:
+            sub = await asyncio.wait_for(self._multipart(request) if ctype == "multipart/form-data"
+                                         else self._json_body(request), self.s.upload_deadline_s)
+        except asyncio.TimeoutError:
             raise ApiError(408, "upload_timeout", f"the request body did not arrive within "
                                                   f"{self.s.upload_deadline_s:g} s", {"Connection": "close"}) from None
         sub.parameters = self.check_parameters(sub.parameters)

@@ -38,7 +38,7 @@ class Upkeep:
                 self.last_pass = time.time()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - the database may be briefly away; the next pass tries again
+            except Exception:  # the database may be briefly away; the next pass tries again
                 log.warning("upkeep: this pass failed; trying again", exc_info=True)
 
     async def once(self) -> None:

@@ -161,7 +161,7 @@ class Deliverer:
                                           self.per_key, list(self.in_flight))
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - the database may be briefly away; try again next pass
+            except Exception:  # the database may be briefly away; try again next pass
                 log.warning("webhooks: reading due deliveries failed; trying again", exc_info=True)
                 await asyncio.sleep(self.poll_s)
                 continue
@@ -179,7 +179,7 @@ class Deliverer:
             await self.deliver(job)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - the database failed to record the outcome: it stays due, tried again
+        except Exception:  # the database failed to record the outcome: it stays due, tried again
             log.warning("webhooks: delivering %s failed; trying again", job["id"], exc_info=True)
         finally:
             del self.in_flight[job["id"]]

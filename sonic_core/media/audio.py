@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import av
 import numpy as np
 from scipy.signal import resample_poly
+
 from sonicflow_contract import MAX_AUDIO_SECONDS, MEDIA_EXT, audio_over_limits, media_format
 
 from ..errors import InputError

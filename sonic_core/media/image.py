@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
 from sonicflow_contract import MAX_PIXELS, MEDIA_EXT, MIN_SIDE, media_format
 
 from ..errors import InputError

@@ -132,8 +132,8 @@ class FrontDoor:
         return self.jobstore.create_key("test", kw.get("rate", 600), kw.get("burst", 200), kw.get("quota", 100000))
 
     def start(self):
-        args = [PY, os.path.join(ROOT, "sonicflow_cli.py"), "api", "serve", "--amqp", self.amqp, "--prefix", self.prefix,
-                "--store", str(self.store), "--db", self.db_url, "--table-prefix", self.table_prefix,
+        args = [PY, os.path.join(ROOT, "sonicflow_cli.py"), "api", "serve", "--amqp", self.amqp, "--prefix",
+                self.prefix, "--store", str(self.store), "--db", self.db_url, "--table-prefix", self.table_prefix,
                 "--port", str(self.port)]
         for a in self.webhook_allow:
             args += ["--webhook-allow", a]

@@ -88,7 +88,7 @@ class FileServer:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 outer.requests += 1
                 body = files.get(self.path)
                 self.send_response(200 if body else 418)

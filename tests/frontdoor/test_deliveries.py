@@ -30,7 +30,7 @@ class Receivers:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 self.rfile.read(int(self.headers["Content-Length"]))
                 if self.path == "/slow":
                     with outer.lock:

@@ -28,7 +28,8 @@ def _finished_job(fd, key: str) -> str:
 
 
 def _link(fd, key: str, job_id: str) -> str:
-    return requests.get(f"{fd.url}/v1/jobs/{job_id}", headers={"X-API-Key": key}, timeout=10).json()["results"][0]["url"]
+    job = requests.get(f"{fd.url}/v1/jobs/{job_id}", headers={"X-API-Key": key}, timeout=10).json()
+    return job["results"][0]["url"]
 
 
 def _download(fd, link: str) -> int:
