@@ -94,7 +94,7 @@ def _resolver(allow: list):
             loop = asyncio.get_running_loop()
             if not _allowed(host.lower(), port, allow):
                 # Connect to exactly the addresses that passed the check: a second lookup could answer otherwise.
-                checked = await loop.run_in_executor(None, _check_addresses, host, port, InputPolicy())
+                checked = await loop.run_in_executor(None, check_addresses, host, port, InputPolicy())
                 return [{"hostname": host, "host": ip, "port": port,
                          "family": socket.AF_INET6 if ":" in ip else socket.AF_INET, "proto": socket.IPPROTO_TCP,
                          "flags": socket.AI_NUMERICHOST} for ip in checked]

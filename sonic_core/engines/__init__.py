@@ -18,8 +18,9 @@ def free_models() -> bool:
     return bool(module and module.free_models())
 
 
-def generate(pre: PreData, options: GenerateOptions = GenerateOptions(), progress=None) -> FrameSequence:
+def generate(pre: PreData, options: GenerateOptions | None = None, progress=None) -> FrameSequence:
     """Return the frame sequence; its `.engine` says which engine made it and `.info['note']` why."""
+    options = options or GenerateOptions()
     if options.engine not in ENGINES:
         raise InputError("engine", f"unknown engine {options.engine!r}", f"use one of {', '.join(ENGINES)}")
     note = ""

@@ -23,7 +23,7 @@ from devtools.waiting import wait_until  # noqa: F401  (used by the tests)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PY = sys.executable
 AMQP = os.environ.get("SONICFLOW_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-PG = os.environ.get("SONICFLOW_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+PG = os.environ.get("SONICFLOW_TEST_PG_URL", "postgresql://postgres:postgres@127.0.0.1:5432/test")
 SESSION = uuid.uuid4().hex[:6]
 _n = [0]
 
@@ -38,36 +38,21 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 @pytest.fixture(scope="session")
 def rabbit():
-    if not _port_open(5672):
-        subprocess.run(["rabbitmq-server", "-detached"], check=False)
-        wait_until(lambda: _port_open(5672), 60, "RabbitMQ on 5672", 1)
+    assert _port_open(5672), "RabbitMQ is not listening on 127.0.0.1:5672: run `make services`"
     return AMQP
 
 
 @pytest.fixture(scope="session")
 def postgres():
-    if not _port_open(5432):
-        for cmd in (["pg_ctlcluster", "15", "main", "start"], ["service", "postgresql", "start"]):
-            subprocess.run(cmd, check=False, capture_output=True)
-            if wait_until_quiet(lambda: _port_open(5432), 20):
-                break
+    assert _port_open(5432), "PostgreSQL is not listening on 127.0.0.1:5432: run `make services`"
     import psycopg
 
-    for url in (PG, "postgresql://127.0.0.1:5432/test"):
-        try:
-            psycopg.connect(url).close()
-            return url
-        except Exception:  # noqa: BLE001
-            continue
-    raise AssertionError(f"PostgreSQL at {PG} does not accept connections")
-
-
-def wait_until_quiet(predicate, timeout: float) -> bool:
     try:
-        wait_until(predicate, timeout, "")
-        return True
-    except AssertionError:
-        return False
+        psycopg.connect(PG).close()
+    except psycopg.OperationalError as e:
+        raise AssertionError(f"PostgreSQL at {PG} refuses the tests' login ({e}): run `make services`, or set "
+                             "SONICFLOW_TEST_PG_URL") from None
+    return PG
 
 
 # --- small real media ---------------------------------------------------------------------------------------------------
