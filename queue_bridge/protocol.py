@@ -90,8 +90,8 @@ def parse_job(body: bytes) -> Job:
     """The job in a message body, or JobError(bad_json / unsupported_version / schema_violation)."""
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise JobError("bad_json", f"body is not JSON: {e}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: absurdly nested
+        raise JobError("bad_json", f"body is not JSON: {type(e).__name__}") from None
     if not isinstance(doc, dict):
         raise JobError("bad_json", f"body is JSON {type(doc).__name__}, not an object")
     if "version" in doc and doc["version"] != PROTOCOL_VERSION:
@@ -113,7 +113,7 @@ def job_id_hint(body: bytes) -> str | None:
         doc = json.loads(body)
         jid = doc.get("job_id") if isinstance(doc, dict) else None
         return jid if isinstance(jid, str) else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 
 

@@ -89,7 +89,8 @@ class FrontDoor:
     """One `sonicflow api` process with its own broker prefix, store folder and job-store tables."""
 
     def __init__(self, tmp, db: str, pg_url: str | None = None, webhook_allow: list | None = None,
-                 env: dict | None = None):
+                 env: dict | None = None, launcher: list | None = None):
+        """`launcher`: what runs the command instead of `python sonicflow_cli.py` (e.g. devtools.record_modules)."""
         _n[0] += 1
         self.prefix = f"sfa{SESSION}n{_n[0]}"
         self.table_prefix = f"t{SESSION}n{_n[0]}_"
@@ -103,6 +104,7 @@ class FrontDoor:
         self.proc = None
         self.log_path = str(tmp / "api.log")
         self.workers: list = []
+        self.launcher = launcher or [PY, os.path.join(ROOT, "sonicflow_cli.py")]
         from queue_bridge.front_door import JobStore
 
         self.jobstore = JobStore(self.db_url, self.table_prefix, pool_size=1)
@@ -114,7 +116,7 @@ class FrontDoor:
         return self.jobstore.create_key("test", kw.get("rate", 600), kw.get("burst", 200), kw.get("quota", 100000))
 
     def start(self):
-        args = [PY, os.path.join(ROOT, "sonicflow_cli.py"), "api", "serve", "--amqp", AMQP, "--prefix", self.prefix,
+        args = [*self.launcher, "api", "serve", "--amqp", AMQP, "--prefix", self.prefix,
                 "--store", str(self.store), "--db", self.db_url, "--table-prefix", self.table_prefix,
                 "--port", str(self.port)]
         for a in self.webhook_allow:
