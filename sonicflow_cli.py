@@ -318,12 +318,25 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+# The extra that brings each optional package (pyproject.toml): a canvas user's install has none of them.
+EXTRAS = {"pika": "bridge", "websocket": "bridge", "jsonschema": "bridge", "prometheus_client": "bridge",
+          "aiohttp": "api", "psycopg": "api", "psycopg_pool": "api"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from sonic_core.errors import SonicFlowError
+    from sonic_core.errors import MissingDependencyError, SonicFlowError
 
     try:
         return args.run(args)
+    except ModuleNotFoundError as e:
+        package = (e.name or "").split(".")[0]
+        if package not in EXTRAS:
+            raise
+        e = MissingDependencyError(f"sonicflow {args.command}", package,
+                                   f"pip install 'sonicflow[{EXTRAS[package]}]'")
+        print(f"sonicflow {args.command}: {e}", file=sys.stderr)
+        return 2
     except SonicFlowError as e:
         print(f"sonicflow {args.command}: {e}", file=sys.stderr)
         return 2

@@ -36,8 +36,9 @@ def free_port() -> int:
 
 
 class ComfyServer:
-    def __init__(self, base: str, port: int | None = None, extra_args: tuple[str, ...] = ()):
-        self.base, self.port, self.extra_args = os.path.abspath(base), port or free_port(), extra_args
+    def __init__(self, base: str, port: int | None = None, extra_args: tuple[str, ...] = (), python: str = PYTHON):
+        """`python`: the interpreter of the environment ComfyUI runs in (a fresh user install, in one test)."""
+        self.base, self.port, self.extra_args, self.python = os.path.abspath(base), port or free_port(), extra_args, python
         self.proc: subprocess.Popen | None = None
         self.log_path = os.path.join(self.base, "comfyui.log")
 
@@ -58,7 +59,7 @@ class ComfyServer:
 
     def start(self, timeout: float = 180.0) -> "ComfyServer":
         self._prepare()
-        cmd = [PYTHON, os.path.join(COMFY_DIR, "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+        cmd = [self.python, os.path.join(COMFY_DIR, "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                "--base-directory", self.base, "--disable-auto-launch", "--disable-api-nodes",
                "--database-url", f"sqlite:///{self.base}/user/comfyui.db", *self.extra_args]
         log = open(self.log_path, "ab")

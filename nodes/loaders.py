@@ -9,7 +9,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..sonic_core import load_audio, load_image
-from .base import SonicFlowNode, user_errors
+from .base import SonicFlowNode, SonicFlowNodeError, user_errors
 from .convert import audio_to_comfy, numpy_to_image
 
 SAMPLE_MEDIA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sample_media")
@@ -31,18 +31,44 @@ def _input_files(kinds: list[str]) -> list[str]:
     return sorted(folder_paths.filter_files_content_types(files, kinds))
 
 
+def input_path(name: str) -> str | None:
+    """The file a prompt's `name` means, only if, once links are resolved, it is a regular file under ComfyUI's input
+    folder (or its output/temp folder for the annotated `name [output]` / `name [temp]` forms); else None. A prompt
+    may come from anyone who can reach ComfyUI: it must not read /etc/passwd, follow a link out, or hang on
+    /dev/zero, and the answer must not tell whether such a path exists."""
+    rel, base = folder_paths.annotated_filepath(name)
+    base = os.path.realpath(base or folder_paths.get_input_directory())
+    path = os.path.realpath(os.path.join(base, rel))
+    if os.path.commonpath([path, base]) != base or not os.path.isfile(path):
+        return None
+    return path
+
+
+def _not_found(name: str, what: str) -> str:
+    return (f"{what}: {name!r} is not a file in ComfyUI's input folder. Fix: upload it, or pick one from the list "
+            "(files outside the input folder cannot be used)")
+
+
+def _resolve(name: str, what: str) -> str:
+    path = input_path(name)
+    if path is None:
+        raise SonicFlowNodeError(f"SonicFlow Load {what.title()}: {_not_found(name, what)}", "input_not_found")
+    return path
+
+
 def _file_hash(name: str) -> str:
+    path = input_path(name)
+    if path is None:
+        return name  # validate_inputs refuses it; nothing outside the input folder is read
     h = hashlib.sha256()
-    with open(folder_paths.get_annotated_filepath(name), "rb") as f:
+    with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
 
 
 def _validate(name: str, what: str):
-    if not folder_paths.exists_annotated_filepath(name):
-        return f"{what} file not found in the input folder: {name}. Upload it or pick another one."
-    return True
+    return True if input_path(name) is not None else _not_found(name, what)
 
 
 class SonicFlowLoadImage(SonicFlowNode):
@@ -59,7 +85,7 @@ class SonicFlowLoadImage(SonicFlowNode):
     @classmethod
     @user_errors
     def execute(cls, image):
-        return io.NodeOutput(numpy_to_image(load_image(folder_paths.get_annotated_filepath(image))))
+        return io.NodeOutput(numpy_to_image(load_image(_resolve(image, "image"))))
 
     @classmethod
     def fingerprint_inputs(cls, image):
@@ -86,7 +112,7 @@ class SonicFlowLoadAudio(SonicFlowNode):
     @classmethod
     @user_errors
     def execute(cls, audio):
-        decoded = load_audio(folder_paths.get_annotated_filepath(audio))
+        decoded = load_audio(_resolve(audio, "audio"))
         return io.NodeOutput(audio_to_comfy(decoded), decoded.duration)
 
     @classmethod

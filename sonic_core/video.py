@@ -16,7 +16,7 @@ from .publish.labels import label_frames_and_metadata
 from .publish import sha256_file
 
 
-def make_video(image_path: str, audio_path: str, out_path: str, options: GenerateOptions = GenerateOptions(), *,
+def make_video(image_path: str, audio_path: str, out_path: str, options: GenerateOptions | None = None, *,
                min_resolution: int = 512, expand_ratio: float = 0.5, duration: float = 0.0, no_face: str = "error",
                crf: int = 18, preset: str = "veryfast", frames_dir: str | None = None,
                labels: str = "visible+metadata", progress=None) -> VideoInfo:

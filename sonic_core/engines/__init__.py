@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sonicflow_contract import ENGINES
 
-from ..errors import InputError, MissingWeightsError
+from ..errors import InputError, MissingDependencyError, MissingWeightsError
 from ..frames import FrameSequence, RenderedFrames
 from ..options import GenerateOptions
 from ..predata import PreData
@@ -18,8 +18,9 @@ def free_models() -> bool:
     return bool(module and module.free_models())
 
 
-def generate(pre: PreData, options: GenerateOptions = GenerateOptions(), progress=None) -> FrameSequence:
+def generate(pre: PreData, options: GenerateOptions | None = None, progress=None) -> FrameSequence:
     """Return the frame sequence; its `.engine` says which engine made it and `.info['note']` why."""
+    options = options or GenerateOptions()
     if options.engine not in ENGINES:
         raise InputError("engine", f"unknown engine {options.engine!r}", f"use one of {', '.join(ENGINES)}")
     note = ""
@@ -31,10 +32,12 @@ def generate(pre: PreData, options: GenerateOptions = GenerateOptions(), progres
                 raise
             note = f"auto: used the lite engine ({str(e).splitlines()[0]})"
         else:
-            from .sonic import generate_sonic
-
             try:
-                frames = generate_sonic(pre, options, progress=progress)
+                frames = _sonic(pre, options, progress)
+            except MissingDependencyError as e:  # installed without the Sonic engine's libraries
+                if options.engine == "sonic":
+                    raise
+                note = f"auto: Sonic weights found but {e.package} is not installed, used the lite engine ({e.command})"
             except MissingWeightsError as e:  # present but unusable (empty, truncated, wrong shapes)
                 if options.engine == "sonic":
                     raise
@@ -45,6 +48,25 @@ def generate(pre: PreData, options: GenerateOptions = GenerateOptions(), progres
                                                                       "used the sonic engine", 1)
                 return frames
     return _lite(pre, options, note)
+
+
+SONIC_PACKAGES = ("torch", "diffusers", "transformers", "safetensors")
+
+
+def _sonic(pre: PreData, options: GenerateOptions, progress) -> FrameSequence:
+    """The sonic engine; MissingDependencyError (naming the package and the command) when one of its libraries is
+    not installed, so `auto` can fall back to lite and say why."""
+    import importlib
+
+    for package in SONIC_PACKAGES:  # before the weights: they cannot be read without these
+        try:
+            importlib.import_module(package)
+        except ModuleNotFoundError as e:
+            raise MissingDependencyError("the sonic engine", package, "pip install -r requirements.txt (in "
+                                         "ComfyUI's Python), or pip install sonicflow") from e
+    from .sonic import generate_sonic
+
+    return generate_sonic(pre, options, progress=progress)
 
 
 def _lite(pre: PreData, options: GenerateOptions, note: str) -> FrameSequence:

@@ -129,7 +129,22 @@ def test_s3_store_and_s3_inputs_with_a_shared_cache(bridge, s3_endpoint, media_r
     assert s3.get_object(Bucket="sf-results", Key="bridge/ledger/s3-0.json")["Body"].read()
 
 
-def test_bridge_imports_no_torch_and_no_comfyui():
-    code = ("import sys, queue_bridge.worker, queue_bridge.client, sonicflow_cli; "
-            "sys.exit(1 if {'torch', 'comfy', 'folder_paths'} & set(sys.modules) else 0)")
-    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+def test_a_started_worker_loads_no_heavy_library(bridge, media_root, tmp_path):
+    """A real worker, connected and through one job, then stopped: it never loaded torch, OpenCV, PyAV, SciPy or
+    ComfyUI (workers run on machines that may have none of them)."""
+    from .conftest import PY, WorkerProc
+
+    modules = tmp_path / "modules.txt"
+    worker = WorkerProc([], str(tmp_path / "light-worker.log"), bridge.env)
+    worker.proc = subprocess.Popen(
+        [PY, "-m", "devtools.record_modules", str(modules), "worker", "--amqp", AMQP, "--prefix", bridge.prefix,
+         "--store", str(bridge.store), "--templates", str(bridge.templates_dir), "--input-root", str(media_root),
+         "--comfy", bridge.comfy_url], cwd=ROOT, env=bridge.env,
+        stdout=open(tmp_path / "light-worker.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    job = bridge.talking_job("light-1")
+    bridge.submit(job)
+    wait_until(lambda: any(r["job_id"] == "light-1" for r in bridge.drain_results()), 240, "the job's result")
+    assert worker.term() == 0
+    loaded = set(modules.read_text().split())
+    assert "queue_bridge.consumer" in loaded and "pika" in loaded  # it really ran
+    assert not {"torch", "cv2", "av", "scipy", "comfy", "folder_paths"} & loaded

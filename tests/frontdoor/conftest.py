@@ -23,7 +23,7 @@ from devtools.waiting import wait_until  # noqa: F401  (used by the tests)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PY = sys.executable
 AMQP = os.environ.get("SONICFLOW_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-PG = os.environ.get("SONICFLOW_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+PG = os.environ.get("SONICFLOW_TEST_PG_URL", "postgresql://postgres:postgres@127.0.0.1:5432/test")
 SESSION = uuid.uuid4().hex[:6]
 _n = [0]
 
@@ -38,36 +38,21 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 @pytest.fixture(scope="session")
 def rabbit():
-    if not _port_open(5672):
-        subprocess.run(["rabbitmq-server", "-detached"], check=False)
-        wait_until(lambda: _port_open(5672), 60, "RabbitMQ on 5672", 1)
+    assert _port_open(5672), "RabbitMQ is not listening on 127.0.0.1:5672: run `make services`"
     return AMQP
 
 
 @pytest.fixture(scope="session")
 def postgres():
-    if not _port_open(5432):
-        for cmd in (["pg_ctlcluster", "15", "main", "start"], ["service", "postgresql", "start"]):
-            subprocess.run(cmd, check=False, capture_output=True)
-            if wait_until_quiet(lambda: _port_open(5432), 20):
-                break
+    assert _port_open(5432), "PostgreSQL is not listening on 127.0.0.1:5432: run `make services`"
     import psycopg
 
-    for url in (PG, "postgresql://127.0.0.1:5432/test"):
-        try:
-            psycopg.connect(url).close()
-            return url
-        except Exception:  # noqa: BLE001
-            continue
-    raise AssertionError(f"PostgreSQL at {PG} does not accept connections")
-
-
-def wait_until_quiet(predicate, timeout: float) -> bool:
     try:
-        wait_until(predicate, timeout, "")
-        return True
-    except AssertionError:
-        return False
+        psycopg.connect(PG).close()
+    except psycopg.OperationalError as e:
+        raise AssertionError(f"PostgreSQL at {PG} refuses the tests' login ({e}): run `make services`, or set "
+                             "SONICFLOW_TEST_PG_URL") from None
+    return PG
 
 
 # --- small real media ---------------------------------------------------------------------------------------------------
@@ -104,9 +89,10 @@ class FrontDoor:
     """One `sonicflow api` process with its own broker prefix, store folder and job-store tables."""
 
     def __init__(self, tmp, db: str, pg_url: str | None = None, webhook_allow: list | None = None,
-                 env: dict | None = None, amqp: str = AMQP):
-        """`amqp`: the broker URL the front door uses (a relay in front of the test broker, say); the tests'
-        own helpers always reach the broker directly."""
+                 env: dict | None = None, launcher: list | None = None, amqp: str = AMQP):
+        """`launcher`: what runs the command instead of `python sonicflow_cli.py` (e.g. devtools.record_modules);
+        `amqp`: the broker URL the front door uses (a relay before the test broker, say); the tests' own helpers
+        always reach the broker directly."""
         _n[0] += 1
         self.prefix = f"sfa{SESSION}n{_n[0]}"
         self.table_prefix = f"t{SESSION}n{_n[0]}_"
@@ -121,6 +107,7 @@ class FrontDoor:
         self.proc = None
         self.log_path = str(tmp / "api.log")
         self.workers: list = []
+        self.launcher = launcher or [PY, os.path.join(ROOT, "sonicflow_cli.py")]
         from queue_bridge.front_door import JobStore
 
         self.jobstore = JobStore(self.db_url, self.table_prefix, pool_size=1)
@@ -132,8 +119,8 @@ class FrontDoor:
         return self.jobstore.create_key("test", kw.get("rate", 600), kw.get("burst", 200), kw.get("quota", 100000))
 
     def start(self):
-        args = [PY, os.path.join(ROOT, "sonicflow_cli.py"), "api", "serve", "--amqp", self.amqp, "--prefix",
-                self.prefix, "--store", str(self.store), "--db", self.db_url, "--table-prefix", self.table_prefix,
+        args = [*self.launcher, "api", "serve", "--amqp", self.amqp, "--prefix", self.prefix,
+                "--store", str(self.store), "--db", self.db_url, "--table-prefix", self.table_prefix,
                 "--port", str(self.port)]
         for a in self.webhook_allow:
             args += ["--webhook-allow", a]

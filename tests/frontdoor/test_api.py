@@ -226,3 +226,21 @@ def test_pages_are_served_with_a_strict_policy(frontdoor):
         assert "http://" not in r.text and "https://" not in r.text.replace("https://example.com", "")
     assert requests.get(frontdoor.url + "/static/upload.mjs", timeout=10).status_code == 200
     assert requests.get(frontdoor.url + "/static/../../queue_bridge/api.py", timeout=10).status_code == 404
+
+
+def test_a_started_front_door_loads_no_heavy_library(frontdoor_factory, tmp_path):
+    """A real front door, serving an upload (decoded with Pillow and PyAV) and a read, then stopped: it never loaded
+    torch, OpenCV, SciPy or ComfyUI."""
+    import sys
+
+    modules = tmp_path / "modules.txt"
+    fd = frontdoor_factory(launcher=[sys.executable, "-m", "devtools.record_modules", str(modules)])
+    key = fd.key()
+    r = submit(fd, key)
+    assert r.status_code == 202, r.text
+    assert requests.get(fd.url + "/v1/jobs", headers={"X-API-Key": key}, timeout=10).status_code == 200
+    fd.proc.terminate()
+    assert fd.proc.wait(30) == 0
+    loaded = set(modules.read_text().split())
+    assert {"queue_bridge.front_door.app", "aiohttp", "PIL", "av"} <= loaded  # it really served
+    assert not {"torch", "cv2", "scipy", "comfy", "folder_paths"} & loaded

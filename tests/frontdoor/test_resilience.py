@@ -120,7 +120,8 @@ def pg_relay(postgres):
     """PostgreSQL behind a relay the test can cut (set up before the front door, so torn down after it)."""
     pg = psycopg.conninfo.conninfo_to_dict(postgres)
     proxy = TcpProxy(int(pg.get("port", 5432))).start()
-    yield proxy, f"postgresql://{pg.get('user', 'postgres')}@127.0.0.1:{proxy.port}/{pg.get('dbname', 'test')}"
+    login = pg.get("user", "postgres") + (f":{pg['password']}" if pg.get("password") else "")
+    yield proxy, f"postgresql://{login}@127.0.0.1:{proxy.port}/{pg.get('dbname', 'test')}"
     proxy.stop()
 
 

@@ -82,3 +82,15 @@ def test_sync_check_setup_and_missing_venv(lite_video, tmp_path):
     assert "sonicflow sync-check --setup" in r.stderr and str(tmp_path / "nowhere") in r.stderr
     assert not os.path.exists(tmp_path / "nowhere")
     assert sonicflow("sync-check").returncode == 2   # neither a video nor --setup
+
+
+@pytest.mark.parametrize("command, package, extra", [(["worker", "--comfy", "http://127.0.0.1:9"], "pika", "bridge"),
+                                                     (["api"], "aiohttp", "api")])
+def test_a_missing_extra_is_named_with_its_install_command(command, package, extra):
+    """A canvas user's install has no bridge or front-door packages: the command says which and how, no traceback."""
+    code = (f"import sys; sys.modules[{package!r}] = None; import sonicflow_cli; "
+            f"sys.exit(sonicflow_cli.main({command!r}))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert f"'{package}'" in r.stderr and f"pip install 'sonicflow[{extra}]'" in r.stderr
+    assert "Traceback" not in r.stderr

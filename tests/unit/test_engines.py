@@ -1,5 +1,8 @@
 """Engine choice: sonic needs its weights (and says which and where), auto falls back to lite and says why."""
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from sonic_core.media.audio import load_audio
 from sonic_core.media.image import load_image
 from sonic_core.predata import prepare
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SONIC_FILES = ["unet.pth", "audio2token.pth", "audio2bucket.pth", "yoloface_v5m.pt", "RIFE/flownet.pkl",
                "whisper-tiny/config.json"]
 
@@ -116,3 +120,33 @@ def test_unknown_engine(pre):
     with pytest.raises(InputError) as e:
         generate(pre, GenerateOptions(engine="wav2lip"))
     assert e.value.input_name == "engine" and "auto, sonic, lite" in str(e.value) and "Fix:" in str(e.value)
+
+
+def test_without_the_sonic_libraries_auto_says_so_and_sonic_names_the_fix(tmp_path):
+    """Installed without diffusers (an old `pip install -r requirements.txt`): auto falls back to lite and says why;
+    sonic names the package and the command. The package is made unimportable in a child process."""
+    root = _official(tmp_path)
+    code = f"""
+import sys, json
+sys.modules["diffusers"] = None  # as if it were not installed
+from sonic_core.engines import generate
+from sonic_core.errors import MissingDependencyError
+from sonic_core.options import GenerateOptions
+from sonic_core.media.audio import load_audio
+from sonic_core.media.image import load_image
+from sonic_core.predata import prepare
+pre = prepare(load_image({os.path.join(ROOT, "sample_media", "portrait.png")!r}),
+              load_audio({os.path.join(ROOT, "sample_media", "speech.wav")!r}), duration=0.5)
+frames = generate(pre, GenerateOptions(engine="auto", weight_roots=({root!r},)))
+try:
+    generate(pre, GenerateOptions(engine="sonic", weight_roots=({root!r},)))
+    error = None
+except MissingDependencyError as e:
+    error = str(e)
+print(json.dumps([frames.engine, frames.info["note"], error]))
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    engine, note, error = json.loads(r.stdout.splitlines()[-1])
+    assert engine == "lite" and "diffusers is not installed" in note and "pip install" in note
+    assert "'diffusers'" in error and "Fix: pip install -r requirements.txt" in error

@@ -95,9 +95,9 @@ function renderPanel(el) {
       const r = await api.fetchApi("/sonicflow/bridge/state", { cache: "no-store" });
       const s = await r.json();
       if (s.broker !== "up") {
-        status.textContent = "RabbitMQ is down";
+        status.textContent = s.broker === "unavailable" ? "the batch bridge is not installed" : "RabbitMQ is down";
         status.title = s.error || "";
-        table.replaceChildren(row("broker", "down", s.error));
+        table.replaceChildren(row("broker", s.broker, s.error));
       } else {
         status.textContent = s.declared ? `prefix ${s.prefix}` : `prefix ${s.prefix}: no worker has declared it yet`;
         table.replaceChildren(row("broker", "up"), row("queue depth", String(s.queue_depth)),
