@@ -139,6 +139,7 @@ def test_a_started_worker_loads_no_heavy_library(bridge, media_root, tmp_path):
     worker.proc = subprocess.Popen(
         [PY, "-m", "devtools.record_modules", str(modules), "worker", "--amqp", AMQP, "--prefix", bridge.prefix,
          "--store", str(bridge.store), "--templates", str(bridge.templates_dir), "--input-root", str(media_root),
+         "--delivery-limit", "2", "--retry-delays", "0.3,0.6,1.0",  # the test client's topology: either declares it
          "--comfy", bridge.comfy_url], cwd=ROOT, env=bridge.env,
         stdout=open(tmp_path / "light-worker.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
     job = bridge.talking_job("light-1")
