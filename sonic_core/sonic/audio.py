@@ -32,9 +32,13 @@ BUCKET_PAD = (24, 26)      # ... and for audio2bucket's 50-token clips
 OFFICIAL_MAX_FRAMES = 10000 // STEP
 
 
+# RAM the features take per generated frame: 2 * STEP tokens of 5 + 1 hidden states of 384 channels, fp32
+FEATURE_BYTES_PER_FRAME = 2 * STEP * (5 + 1) * 384 * 4
+
+
 @dataclass
 class AudioFeatures:
-    """Padded whisper features of the whole audio, on the CPU (30.7 KB per generated frame in fp32)."""
+    """Padded whisper features of the whole audio, on the CPU (FEATURE_BYTES_PER_FRAME, 36 KB, per frame)."""
     prompts: torch.Tensor        # (1, 2L+10, 5, 384)
     last_prompts: torch.Tensor   # (1, 2L+50, 1, 384)
     audio_len: int               # L, 25-fps frames
