@@ -30,8 +30,6 @@ BUCKET_PAD = (24, 26)      # ... and for audio2bucket's 50-token clips
 # Generated frames of the longest audio the official config animates (frame_num = 10000 25-fps frames, 400 s).
 # Nothing here caps the length; the sampler draws device noise at most this many frames at a time.
 OFFICIAL_MAX_FRAMES = 10000 // STEP
-
-
 # RAM the features take per generated frame: 2 * STEP tokens of 5 + 1 hidden states of 384 channels, fp32
 FEATURE_BYTES_PER_FRAME = 2 * STEP * (5 + 1) * 384 * 4
 
