@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from .conftest import TINY_SVD_CONFIG
-
 
 @pytest.fixture(scope="module")
 def models(tiny_root):
