@@ -2,11 +2,14 @@
 
 Models are loaded once per (weights, device, dtype) and kept until `free_models()` (ComfyUI calls it when it
 needs the memory); the frames are decoded chunk by chunk as the encoder asks for them. Unless memory_mode is
-'gpu', models are loaded on the CPU and moved to the GPU by the memory plan (all at once, or per stage).
+'gpu', models are loaded on the CPU and moved to the GPU by the memory plan (all at once, or per stage). With
+`compile` on, what torch compiled is saved beside the UNet's file after each run and loaded before the next one,
+so a new process (a restarted worker) does not compile again.
 """
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Iterator
 
@@ -53,7 +56,7 @@ def load_models(roots: list[str], device: str = "auto", dtype: str = "auto", int
 
 def free_models() -> bool:
     """Drop the loaded models (and their GPU memory). True when something was freed."""
-    from ..sonic.pipeline import release_compiled
+    from ..sonic.compiling import release_compiled
 
     with _lock:
         had = bool(_cache)
@@ -77,16 +80,33 @@ class SonicFrames(FrameSequence):
         self._models, self._latents, self._params, self._paste = models, latents, params, paste
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        from ..sonic.pipeline import iter_frames
+        from ..sonic.decoding import iter_frames
 
         last, i = None, 0
         for last in iter_frames(self._models, self._latents, self._params):
             if i == self.n_frames:
-                return
+                break
             yield self._paste(last)
             i += 1
+        _save_compiled(self._models, self._params)
         for _ in range(i, self.n_frames):
             yield self._paste(last)
+
+
+def _compile_cache(models) -> str:
+    from ..sonic.compiling import compile_cache_path
+
+    return compile_cache_path(os.path.dirname(os.path.abspath(models.paths["unet"])), models.device)
+
+
+def _save_compiled(models, params) -> None:
+    """After compiled work: keep what was compiled for the next process (no-op when nothing new was compiled)."""
+    from ..sonic.compiling import save_compile_cache
+
+    if params.compile:
+        path = _compile_cache(models)
+        if save_compile_cache(path):
+            logging.getLogger("sonicflow").info("SonicFlow: compiled kernels saved to %s", path)
 
 
 def _paste_back(image: np.ndarray, crop: tuple[int, int, int, int]):
@@ -115,12 +135,14 @@ def sampler_params(options: GenerateOptions):
     return SonicParams(inference_steps=options.inference_steps, dynamic_scale=options.dynamic_scale,
                        motion_scale=options.motion_scale, seed=options.seed, ip_audio_scale=options.ip_audio_scale,
                        interpolate=options.interpolate, memory_mode=options.memory_mode,
-                       vram_budget_gb=options.vram_budget_gb, compile=options.compiled)
+                       vram_budget_gb=options.vram_budget_gb, compile=options.compiled, noise=options.noise)
 
 
 def generate_sonic(pre: PreData, options: GenerateOptions, progress=None) -> SonicFrames:
     """options.crop_face=False animates the whole picture, as the official demo.py does without --crop."""
-    from ..sonic.pipeline import detect_official, generated_frames, image_inputs, resolve_memory, sample_latents
+    from ..sonic.compiling import load_compile_cache
+    from ..sonic.pipeline import detect_official, image_inputs, resolve_memory
+    from ..sonic.sampler import generated_frames, sample_latents
 
     params = sampler_params(options)
     roots = list(options.weight_roots)
@@ -140,8 +162,12 @@ def generate_sonic(pre: PreData, options: GenerateOptions, progress=None) -> Son
     inputs = image_inputs(cropped, inner, pre.min_resolution)
     samples = pre.audio.mono_at(16000)
     # planned once, so that sampling and decoding follow the same plan
-    params, plan = resolve_memory(models, inputs.size, generated_frames(len(samples)), params)
+    params = resolve_memory(models, inputs.size, generated_frames(len(samples)), params)
+    if params.compile:
+        load_compile_cache(_compile_cache(models))
     latents = sample_latents(models, inputs, samples, params, progress)
+    _save_compiled(models, params)
+    plan = params.plan
     info = {"engine": "sonic", "params": {**options.common_params(), **options.sonic_params()},
             "dtype": str(models.dtype), "device": str(models.device), "crop": list(crop), "memory": plan.info(),
             "face_found": pre.face_found, "note": "sonic engine" + (f" ({plan.note})" if plan.note else "")}
