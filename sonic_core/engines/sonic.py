@@ -1,8 +1,9 @@
 """The `sonic` engine: PreData -> the Sonic model (sonic_core.sonic) -> a streamed frame sequence.
 
-Models are loaded once per (weights, device, dtype) and kept until `free_models()` (ComfyUI calls it when it
-needs the memory); the frames are decoded chunk by chunk as the encoder asks for them. Unless memory_mode is
-'gpu', models are loaded on the CPU and moved to the GPU by the memory plan (all at once, or per stage). With
+Models are loaded once per (weights, device, dtype) and kept while the frames made with them are; the frames are
+decoded chunk by chunk as the encoder asks for them. Unless memory_mode is 'gpu', models are loaded on the CPU and
+moved to the GPU by the memory plan (all at once, or per stage), or by a host (inside ComfyUI: its model manager,
+nodes/models.py). With
 `compile` on, what torch compiled is saved beside the UNet's file after each run and loaded before the next one,
 so a new process (a restarted worker) does not compile again.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from typing import Iterator
 
 import cv2
@@ -20,8 +22,12 @@ from ..frames import FrameSequence
 from ..options import GenerateOptions
 from ..predata import PreData, frame_count, square_crop
 
-_cache: dict = {}
+# Weak: the models live as long as something uses them (the frames made with them, ComfyUI's output cache that holds
+# those), so when ComfyUI drops its caches (/free) the memory goes back without SonicFlow being told.
+_cache: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _lock = threading.Lock()
+WEIGHTS_LICENCE = ("SonicFlow: loaded the Sonic weights. Their licences are not SonicFlow's: Sonic CC BY-NC-SA 4.0 "
+                   "(non-commercial use only), SVD-XT the Stability AI Community License, whisper-tiny Apache-2.0")
 
 
 def _torch_setup(device: str, dtype: str):
@@ -34,41 +40,32 @@ def _torch_setup(device: str, dtype: str):
 
 
 def load_models(roots: list[str], device: str = "auto", dtype: str = "auto", interpolate: bool = True,
-                memory_mode: str = "auto"):
+                memory_mode: str = "auto", host=None):
+    """The Sonic models, loaded once per (weights, device, dtype) and kept while anything uses them (the frames
+    made with them hold them). `host`, when given, places the modules (`host.move(module, device)`): they are
+    loaded on the CPU and the host brings each to the device when a stage needs it (inside ComfyUI: its model
+    manager, which also unloads them when it needs the memory)."""
     from ..sonic.loading import load_sonic
 
     dev, dt = _torch_setup(device, dtype)
     key = (tuple(roots), str(dev), str(dt), interpolate)
     with _lock:
-        if key not in _cache:
+        models = _cache.get(key)
+        if models is None:
             _cache.clear()  # one set of Sonic weights at a time: they are several GB
-            if memory_mode == "gpu" or dev.type == "cpu":
-                _cache[key] = load_sonic(roots, device=dev, dtype=dt, load_rife_model=interpolate)
-            else:  # a small GPU may not hold every model at once: the plan moves them there
+            if host is None and (memory_mode == "gpu" or dev.type == "cpu"):
+                models = load_sonic(roots, device=dev, dtype=dt, load_rife_model=interpolate)
+            else:  # a small GPU may not hold every model at once, or ComfyUI places them: the plan moves them
                 models = load_sonic(roots, device="cpu", dtype=dt, load_rife_model=interpolate)
                 models.device = dev
                 if models.face_detector is not None:  # small (85 MB): it stays on the device
                     models.face_detector.model.to(dev)
                     models.face_detector.device = dev
-                _cache[key] = models
-        return _cache[key]
-
-
-def free_models() -> bool:
-    """Drop the loaded models (and their GPU memory). True when something was freed."""
-    from ..sonic.compiling import release_compiled
-
-    with _lock:
-        had = bool(_cache)
-        _cache.clear()
-        release_compiled()
-    if had:
-        import torch
-
-        logging.getLogger("sonicflow").info("SonicFlow: released the Sonic models")
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    return had
+            logging.getLogger("sonicflow").info(WEIGHTS_LICENCE)
+            weakref.finalize(models, logging.getLogger("sonicflow").info, "SonicFlow: released the Sonic models")
+            _cache[key] = models
+        models.move = host.move if host is not None else None
+        return models
 
 
 class SonicFrames(FrameSequence):
@@ -138,7 +135,7 @@ def sampler_params(options: GenerateOptions):
                        vram_budget_gb=options.vram_budget_gb, compile=options.compiled, noise=options.noise)
 
 
-def generate_sonic(pre: PreData, options: GenerateOptions, progress=None) -> SonicFrames:
+def generate_sonic(pre: PreData, options: GenerateOptions, progress=None, host=None) -> SonicFrames:
     """options.crop_face=False animates the whole picture, as the official demo.py does without --crop."""
     from ..sonic.compiling import load_compile_cache
     from ..sonic.pipeline import detect_official, image_inputs, resolve_memory
@@ -146,7 +143,7 @@ def generate_sonic(pre: PreData, options: GenerateOptions, progress=None) -> Son
 
     params = sampler_params(options)
     roots = list(options.weight_roots)
-    models = load_models(roots, options.device, options.dtype, params.interpolate, params.memory_mode)
+    models = load_models(roots, options.device, options.dtype, params.interpolate, params.memory_mode, host)
     h, w = pre.image.shape[:2]
     f = pre.face
     box = detect_official(models, pre.image)

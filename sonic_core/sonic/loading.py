@@ -339,6 +339,7 @@ class SonicModels:
     paths: dict                    # what was loaded from where
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
+    move: object = None            # move(module, device): who places modules (None: module.to; ComfyUI: its manager)
 
 
 def resolve(roots: list[str] | str) -> SonicWeights:

@@ -195,10 +195,11 @@ def _to(module, device) -> None:
     module.to(device)
 
 
-def place(models, stage: str, placement: str, move=_to) -> None:
+def place(models, stage: str, placement: str) -> None:
     """Move models for `stage` (placement 'gpu' or 'offload', `MemoryPlan.placement`): the unneeded ones off the
     device first (their memory is reused), then the needed ones on. Moves to where a module already is cost
-    nothing."""
+    nothing. `models.move`, when set, does the moving (inside ComfyUI: its model manager)."""
+    move = models.move or _to
     off, on = stage_moves(stage, placement)
     for name in off:
         if getattr(models, name) is not None:
