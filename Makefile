@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine; each installs what it needs first (scripts/bootstrap.sh).
 PY := .venv/bin/python
 
-.PHONY: env demo test bench clean
+.PHONY: env demo test bench clean cluster-up cluster-down
 
 env:
 	@bash scripts/bootstrap.sh
@@ -17,6 +17,14 @@ bench: env
 	$(PY) bench/encode_memory.py
 	$(PY) bench/queue.py
 	$(PY) bench/api.py
+
+# A three-node RabbitMQ cluster on this machine (beside the machine's own node on 5672), to try the bridge on;
+# prints the SONICFLOW_AMQP_URL to export. Needs root or the rabbitmq user, and only the standard library.
+cluster-up:
+	python3 -m devtools.rabbit_cluster up
+
+cluster-down:
+	python3 -m devtools.rabbit_cluster down
 
 clean:
 	rm -rf out bench/results .pytest_cache
