@@ -13,6 +13,7 @@ import threading
 import time
 
 from .logs import log
+from .topology import TopologyMismatch
 
 
 class Broker:
@@ -77,6 +78,8 @@ class Broker:
                     lost_at = None
                 backoff = 0.5
                 session(conn)
+            except TopologyMismatch as e:  # settings that differ from the declared queues: said in full, and tried
+                log("topology_mismatch", logging.ERROR, what=what, error=str(e))  # again (an operator may fix it)
             except Exception as e:  # noqa: BLE001 - broker lost, refused or failing over: connect again
                 if not stop.is_set():
                     log("broker_lost", logging.WARNING, what=what, error=f"{type(e).__name__}: {e}"[:300])

@@ -104,8 +104,10 @@ class Topology:
         except pika.exceptions.ChannelClosedByBroker as e:
             if e.reply_code == 406:
                 raise TopologyMismatch(f"{e.reply_text}. A queue or exchange of prefix '{self.prefix}' exists with "
-                                       "other settings: delete it (rabbitmqctl delete_queue NAME) once it is drained, "
-                                       "or use another --prefix") from e
+                                       "other settings: give every worker and front door of the prefix the same "
+                                       "--delivery-limit, --retry-delays and --quorum-size, or delete it "
+                                       "(rabbitmqctl delete_queue NAME) once it is drained, or use another --prefix"
+                                       ) from e
             raise
 
     def delete(self, channel) -> None:
