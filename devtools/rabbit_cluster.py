@@ -161,9 +161,11 @@ class RabbitCluster:
         return pid
 
     def queue_info(self, queue: str, via: Node | None = None) -> dict:
-        """leader, members and messages (ready and unacknowledged) of a quorum queue, from a running node."""
+        """leader, members, messages (ready and unacknowledged) and arguments of a quorum queue, from a running
+        node."""
         via = via or next(n for n in self.nodes if n.running())
-        out = ctl(via, "list_queues", "name", "leader", "members", "messages", "--formatter", "json").stdout
+        out = ctl(via, "list_queues", "name", "leader", "members", "messages", "arguments", "--formatter", "json"
+                  ).stdout
         for q in json.loads(out):
             if q["name"] == queue:
                 return q
