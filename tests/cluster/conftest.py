@@ -218,6 +218,16 @@ class Fleet:
             except pika.exceptions.AMQPError:
                 pass
 
+    def consumers(self) -> int:
+        """Consumers of the jobs queue now (one per worker that is consuming)."""
+        from queue_bridge import Broker
+
+        conn = Broker(self.cluster.urls, name="fleet test").connect()
+        try:
+            return conn.channel().queue_declare(self.jobs_queue, passive=True).method.consumer_count
+        finally:
+            conn.close()
+
     def settle(self, timeout: float = 300) -> None:
         """Until every accepted job is final in the job store."""
         wait_until(lambda: all(self.job_rows().get(j) in ("succeeded", "failed") for j in self.accepted), timeout,
