@@ -210,9 +210,10 @@ def main() -> int:
                             "end_to_end": median_of_rounds("overhead_end_to_end_ms")},  # median of the rounds
         "jobs_per_s": {"one_comfy": one, "two_comfy": two, "ratio": two / one},
         "note": "end to end: the bridge from the confirmed publish to the result message, the baseline from the "
-                "upload to the video fetched from /view; outside ComfyUI: each job's time minus its prompt's execution in ComfyUI "
-                "(from ComfyUI's history), what each path adds around the same render. Two ComfyUIs share the same "
-                "CPU cores here, so the throughput ratio shows the bridge's parallelism, not a GPU's.",
+                "upload to the video fetched from /view; outside ComfyUI: each job's time minus its prompt's "
+                "execution in ComfyUI (from ComfyUI's history), what each path adds around the same render. Two "
+                "ComfyUIs share the same CPU cores here, so the throughput ratio shows the bridge's parallelism, not "
+                "a GPU's.",
     }
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     name = "queue-cluster.json" if len(urls) > 1 else "queue.json"
