@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import requests
 
 from devtools.comfyui import free_port
 from devtools.rabbit_cluster import RabbitCluster
-from devtools.waiting import wait_until  # noqa: F401  (used by the tests)
+from devtools.waiting import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PY = sys.executable
@@ -81,7 +82,8 @@ class Fleet:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "SONICFLOW_QUORUM_SIZE": str(QUORUM_SIZE)}
         self.procs: dict[str, subprocess.Popen] = {}
-        self.image = open(os.path.join(ROOT, "sample_media", "portrait.png"), "rb").read()
+        with open(os.path.join(ROOT, "sample_media", "portrait.png"), "rb") as f:
+            self.image = f.read()
         self.audio = _speech_wav()
         self.accepted: list[str] = []  # job ids answered 202
         self.refused: list[dict] = []  # answers 503: the front door said nothing was queued
@@ -125,6 +127,22 @@ class Fleet:
                                        "--templates", os.path.join(ROOT, "templates"), "--heartbeat", "10",
                                        "--timeout", "240", "--grace", "5"])
         wait_until(lambda: all(self.connected_to(i) for i in range(2)), 90, "both workers connected")
+
+    def inputs(self) -> dict:
+        """A portrait and speech under the workers' input root, as a job's inputs (for jobs sent without the front
+        door)."""
+        folder = self.store / "inputs"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("portrait.png", "speech.wav"):
+            shutil.copyfile(os.path.join(ROOT, "sample_media", name), folder / name)
+        return {"image": str(folder / "portrait.png"), "audio": str(folder / "speech.wav")}
+
+    def settings(self):
+        """The bridge settings of this fleet, for clients in the test."""
+        from queue_bridge import Settings
+
+        return Settings(amqp_urls=tuple(self.cluster.urls), prefix=self.prefix, store_url=str(self.store),
+                        quorum_size=QUORUM_SIZE)
 
     # -- the load ----------------------------------------------------------------------------------------------------
 

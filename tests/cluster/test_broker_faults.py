@@ -12,6 +12,8 @@ import pytest
 
 from .conftest import QUORUM_SIZE, wait_until
 
+pytestmark = pytest.mark.slow  # a RabbitMQ cluster, a ComfyUI, the fleet: minutes; CI runs them
+
 
 def _clean(fleet, report) -> None:
     assert not fleet.errors, fleet.errors
@@ -29,7 +31,6 @@ def _leader(fleet, cluster):
     return cluster.node_named(info["leader"])
 
 
-@pytest.mark.slow
 def test_leader_of_the_jobs_queue_stopped_mid_load(fleet, cluster):
     done = threading.Event()
     load = fleet.load(min_jobs=20, max_jobs=20, pace_s=0.5, until=done)
@@ -46,7 +47,6 @@ def test_leader_of_the_jobs_queue_stopped_mid_load(fleet, cluster):
     _clean(fleet, fleet.report("leader stopped"))
 
 
-@pytest.mark.slow
 def test_rolling_restart_of_every_node(fleet, cluster):
     """Each node in turn: wait until stopping it leaves every quorum queue a majority, stop it, start it."""
     done = threading.Event()
@@ -67,7 +67,6 @@ def test_rolling_restart_of_every_node(fleet, cluster):
         assert fleet.connected_to(i), f"worker{i} not connected at the end"
 
 
-@pytest.mark.slow
 def test_node_of_a_worker_killed(fleet, cluster):
     """SIGKILL the Erlang VM of worker0's node (no goodbye, sockets reset); the worker resumes on another node."""
     done = threading.Event()

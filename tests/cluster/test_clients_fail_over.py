@@ -4,36 +4,23 @@ gets the one result of the job. A worker whose replica count differs from the fl
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import threading
 
 import pytest
 
-from queue_bridge import Settings, bridge_state
+from queue_bridge import bridge_state
 from queue_bridge.client import BridgeClient
 from queue_bridge.protocol import make_job
 
-from .conftest import PY, QUORUM_SIZE, ROOT, wait_until
+from .conftest import PY, ROOT, wait_until
+
+pytestmark = pytest.mark.slow  # a RabbitMQ cluster, a ComfyUI, the fleet: minutes; CI runs them
 
 
-def _inputs(fleet) -> dict:
-    folder = fleet.store / "inputs"
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in ("portrait.png", "speech.wav"):
-        shutil.copyfile(os.path.join(ROOT, "sample_media", name), folder / name)
-    return {"image": str(folder / "portrait.png"), "audio": str(folder / "speech.wav")}
-
-
-def _settings(fleet) -> Settings:
-    return Settings(amqp_urls=tuple(fleet.cluster.urls), prefix=fleet.prefix, store_url=str(fleet.store),
-                    quorum_size=QUORUM_SIZE)
-
-
-@pytest.mark.slow
 def test_submit_and_the_canvas_panel_with_a_node_down(fleet, cluster):
-    inputs = _inputs(fleet)
+    inputs = fleet.inputs()
     down = cluster.nodes[0]
     cluster.stop(down)
     try:
@@ -43,24 +30,23 @@ def test_submit_and_the_canvas_panel_with_a_node_down(fleet, cluster):
                                 "--param", "engine=lite", "--param", "min_resolution=256", "--wait",
                                 "--wait-timeout", "120", *[a for u in cluster.urls for a in ("--amqp", u)],
                                 "--prefix", fleet.prefix], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                               env=fleet.env)
+                               check=False, env=fleet.env)
             assert p.returncode == 0 and '"status": "succeeded"' in p.stdout, p.stdout + p.stderr
-        wait_until(lambda: bridge_state(_settings(fleet), max_age_s=0)["workers"] == 2, 60, "both workers back")
+        wait_until(lambda: bridge_state(fleet.settings(), max_age_s=0)["workers"] == 2, 60, "both workers back")
         for _ in range(8):
-            state = bridge_state(_settings(fleet), max_age_s=0)
+            state = bridge_state(fleet.settings(), max_age_s=0)
             assert state["broker"] == "up" and state["declared"] and state["workers"] == 2, state
     finally:
         cluster.start(down)
 
 
-@pytest.mark.slow
 def test_a_client_waiting_for_a_result_survives_losing_its_node(fleet, cluster):
     """The workers are paused (SIGSTOP) so the job waits; the client's node is stopped under it; the client
     reconnects, declares a new reply queue, publishes the job again, and receives its result once they resume."""
-    job = make_job("fleet-wait-1", "talking_head", _inputs(fleet), {"engine": "lite", "min_resolution": 256,
+    job = make_job("fleet-wait-1", "talking_head", fleet.inputs(), {"engine": "lite", "min_resolution": 256,
                                                                      "seed": 77})
     workers = [fleet.procs[f"worker{i}"] for i in range(2)]
-    client = BridgeClient(_settings(fleet))
+    client = BridgeClient(fleet.settings())
     first = client.broker.connected_url
     for w in workers:
         os.kill(w.pid, signal.SIGSTOP)

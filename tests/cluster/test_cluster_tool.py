@@ -10,6 +10,8 @@ import pytest
 
 from devtools.rabbit_cluster import RabbitCluster, ctl, sweep_leftovers
 
+pytestmark = pytest.mark.slow  # RabbitMQ nodes starting and stopping: a minute; CI runs them
+
 
 def test_three_nodes_clustered_apart_from_the_machines_node(cluster):
     status = json.loads(ctl(cluster.nodes[1], "cluster_status", "--formatter", "json").stdout)
@@ -19,7 +21,6 @@ def test_three_nodes_clustered_apart_from_the_machines_node(cluster):
     assert len({n.port for n in cluster.nodes} | {5672}) == 4
 
 
-@pytest.mark.slow
 def test_a_killed_runs_cluster_is_removed_by_the_next(cluster):
     dead = subprocess.Popen(["true"])
     dead.wait()  # a pid that no longer runs: the owner of a run killed before its teardown

@@ -13,21 +13,21 @@ from queue_bridge.client import BridgeClient
 from queue_bridge.protocol import make_job
 
 from .conftest import ROOT, wait_until
-from .test_clients_fail_over import _inputs, _settings
+
+pytestmark = pytest.mark.slow  # a RabbitMQ cluster, a ComfyUI, the fleet: minutes; CI runs them
 
 HEARTBEAT_S = 2
 
 
-@pytest.mark.slow
 def test_a_worker_keeps_its_new_connection_while_the_old_job_finishes(fleet, cluster, comfy_server):
     for name in ("worker0", "worker1"):  # one worker, with a short heartbeat, takes the job
         os.killpg(fleet.procs.pop(name).pid, signal.SIGKILL)
     fleet._spawn("worker2", ["worker", "--comfy", fleet.comfy_url, "--input-root", str(fleet.store / "inputs"),
                              "--templates", os.path.join(ROOT, "templates"), "--heartbeat", str(HEARTBEAT_S)])
     wait_until(lambda: fleet.connected_to(2) and fleet.consumers() == 1, 90, "only the new worker consuming")
-    job = make_job("fleet-long-1", "talking_head", _inputs(fleet), {"engine": "lite", "min_resolution": 256,
+    job = make_job("fleet-long-1", "talking_head", fleet.inputs(), {"engine": "lite", "min_resolution": 256,
                                                                      "seed": 5})
-    with BridgeClient(_settings(fleet)) as client:
+    with BridgeClient(fleet.settings()) as client:
         client.publish_job(job)
     wait_until(lambda: [e for e in fleet.events("worker2") if e["event"] == "prompt_queued"], 60, "the job running")
     node = cluster.node_at(fleet.connected_to(2))
