@@ -93,10 +93,6 @@ class RabbitCluster:
     def urls(self) -> list[str]:
         return [n.url for n in self.nodes]
 
-    @property
-    def name(self) -> str:
-        return os.path.basename(self.folder)
-
     # -- making one ------------------------------------------------------------------------------------------------
 
     @classmethod
@@ -160,10 +156,10 @@ class RabbitCluster:
             time.sleep(0.1)
         return pid
 
-    def queue_info(self, queue: str, via: Node | None = None) -> dict:
+    def queue_info(self, queue: str) -> dict:
         """leader, members, messages (ready and unacknowledged) and arguments of a quorum queue, from a running
         node."""
-        via = via or next(n for n in self.nodes if n.running())
+        via = next(n for n in self.nodes if n.running())
         out = ctl(via, "list_queues", "name", "leader", "members", "messages", "arguments", "--formatter", "json"
                   ).stdout
         for q in json.loads(out):
