@@ -63,9 +63,7 @@ if ROOT not in sys.path:
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from devtools.av_standin import import_sonic_core  # noqa: E402
 
-AV_STANDIN = import_sonic_core()   # the GPU image has no PyAV; the benchmark needs none
 
 from devtools.bench_media import ensure_weights, make_audio, make_image  # noqa: E402
 from devtools.sonic_runner import SonicRunner, log, run_official  # noqa: E402
@@ -265,7 +263,7 @@ def main(argv=None) -> int:
     res: dict = {"benchmark": "bench/sonic_gpu.py", "date": time.strftime("%Y-%m-%d %H:%M:%S"), "device": str(device),
                  "device_name": device_name, "cpu_count": os.cpu_count(), "peak_dense_flops": peak,
                  "settings": {k: v for k, v in vars(args).items() if k not in ("phase", "warm_audio", "compile_cache")},
-                 "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "pyav_standin": AV_STANDIN},
+                 "versions": {"python": sys.version.split()[0], "torch": torch.__version__},
                  "goals": {"ratio_official_over_sonicflow": GOAL_RATIO, "peak_gb_60s": GOAL_PEAK_GB,
                            "lowvram_peak_gb_60s_512": GOAL_LOWVRAM_PEAK_GB, "parity_psnr_db": PARITY_PSNR_DB},
                  "skipped": {}}

@@ -32,9 +32,7 @@ ROOT = os.path.dirname(_HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from devtools.av_standin import import_sonic_core  # noqa: E402
 
-import_sonic_core()   # the GPU image has no PyAV; nothing here needs it
 
 SVD = "stable-video-diffusion-img2vid-xt"
 TUNED = {"coordinate_descent_tuning": True, "coordinate_descent_check_all_directions": True,

@@ -59,10 +59,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from devtools.av_standin import import_sonic_core  # noqa: E402
-
-import_sonic_core()  # where PyAV is missing (the GPU machines), sonic_core imports with a stand-in
-
 DEFAULT_CONFIG_DIR = os.path.join(ROOT, "tests", "data", "sonic_tiny_config")
 SVD = "stable-video-diffusion-img2vid-xt"
 

@@ -7,7 +7,7 @@ from ..errors import InputError, MissingDependencyError, MissingWeightsError
 from ..frames import FrameSequence, RenderedFrames
 from ..options import GenerateOptions
 from ..predata import PreData
-from .sonic_weights import find_weights
+from ..model_files.locate import find_weights
 
 
 def generate(pre: PreData, options: GenerateOptions | None = None, progress=None, host=None) -> FrameSequence:
