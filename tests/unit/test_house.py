@@ -201,3 +201,18 @@ def test_a_circle_is_seen(tmp_path):
     root = _plant(tmp_path / "f", {"sonic_core/engines/a.py": "from ..media import x\n",
                                    "sonic_core/media/b.py": "from ..engines import a\n"})
     assert cycles(root, folders=True) == [["sonic_core.engines", "sonic_core.media"]]
+
+
+def test_the_repository_stands_alone():
+    """Nothing tracked points outside the repository (the team's notes beside it) or names a path of the machine it
+    was developed on."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    outside = ("../shared", "shared/specs", "shared/design", "sonic-reference.md", "/work/", "/root/")
+    found = []
+    for rel in tracked:
+        try:
+            text = open(os.path.join(ROOT, rel), encoding="utf-8").read()
+        except (UnicodeDecodeError, IsADirectoryError):
+            continue  # binary
+        found += [f"{rel}: {needle}" for needle in outside if needle in text and rel != "tests/unit/test_house.py"]
+    assert not found, found
