@@ -52,7 +52,7 @@ def child(side: str, n: int, w: int, h: int, out: str) -> None:
                                                     audio={"waveform": torch.from_numpy(audio)[None], "sample_rate": 48000}))
         video.save_to(out)
     else:
-        import torch  # noqa: F401  (loaded in ComfyUI anyway: keeps both sides' baseline footprint equal)
+        import torch
 
         sys.path.insert(0, ROOT)
         from sonic_core.media.audio import Audio

@@ -34,10 +34,10 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.join(
 sys.path.insert(0, ROOT)
 
 from devtools.comfyui import ComfyServer  # noqa: E402
+from queue_bridge import Settings  # noqa: E402
 from queue_bridge.client import BridgeClient  # noqa: E402
 from queue_bridge.comfy_client import ComfyClient  # noqa: E402
 from queue_bridge.comfy_run import prompt_id_for  # noqa: E402
-from queue_bridge import Settings  # noqa: E402
 from queue_bridge.protocol import make_job  # noqa: E402
 from queue_bridge.template import TemplateLibrary, fill, results_of  # noqa: E402
 

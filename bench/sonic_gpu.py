@@ -134,6 +134,7 @@ def compiled_phase(args) -> int:
     """`--phase compiled`, in its own process: load the cache file, an eager and a compiled 1-step run of the
     warm-up clip (their difference is the compile time), save the cache, then --repeat compiled timed runs."""
     import torch
+
     from sonic_core.sonic.compiling import load_compile_cache, save_compile_cache
 
     res: dict = {"inductor_cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR")}
@@ -242,6 +243,7 @@ def main(argv=None) -> int:
     if args.phase == "compiled":
         return compiled_phase(args)
     import torch
+
     from sonic_core.sonic.memory import GIB, model_bytes, plan_memory
     from sonic_core.sonic.sampler import draw_noise, generated_frames, seed_everything
 

@@ -28,6 +28,7 @@ class SonicRunner:
 
     def __init__(self, ckpt: str, device, dtype_name: str, memory_mode: str = "gpu"):
         import torch
+
         from sonic_core.engines.sonic import load_models
 
         self.torch, self.cuda = torch, device.type == "cuda"
@@ -47,6 +48,7 @@ class SonicRunner:
 
     def count_unet_flops(self, size_wh) -> dict:
         from torch.utils.flop_counter import FlopCounterMode
+
         from sonic_core.sonic.unet import unet_forward
 
         inputs = self.window(size_wh)
@@ -60,6 +62,7 @@ class SonicRunner:
         """The GPU kernels of one eager UNet window call, by total time (torch.profiler): where the time goes."""
         torch = self.torch
         from torch.profiler import ProfilerActivity, profile
+
         from sonic_core.sonic.unet import unet_forward
 
         inputs = self.window(size_wh)
@@ -96,6 +99,7 @@ class SonicRunner:
         around the pipeline modules' functions; nothing of the pipeline is changed). keep_every k > 0: every k-th
         frame too, as one (T, H, W, 3) uint8 array under "frames"."""
         from PIL import Image
+
         from sonic_core.sonic import decoding, pipeline, sampler
 
         sync = self.sync

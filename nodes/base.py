@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 from comfy_api.latest import io
+
 from sonicflow_contract import tag_error
 
 from ..sonic_core import SonicFlowError

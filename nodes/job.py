@@ -11,10 +11,10 @@ import os
 
 import folder_paths
 from comfy_api.latest import io
+
 from sonicflow_contract import FILE_KINDS, INPUT_KINDS, RESULT_KEY
 
 from .base import SonicFlowNode, SonicFlowNodeError
-
 
 
 def parse_value(kind: str, text: str):
@@ -58,7 +58,7 @@ class SonicFlowJobInput(SonicFlowNode):
                                                                      "value (value kinds).")])
 
     @classmethod
-    def execute(cls, name, type, default, required, value=None):  # noqa: A002 (the widget is called `type`)
+    def execute(cls, name, type, default, required, value=None):
         kind = type
         if value is not None:
             return io.NodeOutput(value)

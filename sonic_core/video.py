@@ -6,14 +6,14 @@ import os
 import cv2
 
 from .engines import generate
-from .options import GenerateOptions
 from .media.audio import load_audio
 from .media.encode import VideoInfo, encode_mp4
 from .media.image import load_image
+from .options import GenerateOptions
 from .predata import prepare
 from .provenance import provenance_metadata
-from .publish.labels import label_frames_and_metadata
 from .publish import sha256_file
+from .publish.labels import label_frames_and_metadata
 
 
 def make_video(image_path: str, audio_path: str, out_path: str, options: GenerateOptions | None = None, *,

@@ -5,9 +5,9 @@ from sonicflow_contract import ENGINES
 
 from ..errors import InputError, MissingDependencyError, MissingWeightsError
 from ..frames import FrameSequence, RenderedFrames
+from ..model_files.locate import find_weights
 from ..options import GenerateOptions
 from ..predata import PreData
-from ..model_files.locate import find_weights
 
 
 def generate(pre: PreData, options: GenerateOptions | None = None, progress=None, host=None) -> FrameSequence:

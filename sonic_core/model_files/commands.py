@@ -13,8 +13,8 @@ import shlex
 import shutil
 from dataclasses import dataclass
 
-from .locate import locate_weights
 from .fetch import PART, DownloadError, fetch, human, session, sha256_of
+from .locate import locate_weights
 from .manifest import MANIFEST, ModelFile, base_url, licences_line
 
 OFFICIAL_DEFAULT = "checkpoints"

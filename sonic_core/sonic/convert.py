@@ -7,8 +7,8 @@ import os
 
 import torch
 
-from ..model_files.locate import locate_weights, missing_message
 from ..errors import MissingWeightsError
+from ..model_files.locate import locate_weights, missing_message
 from .loading import read_state_dict
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}

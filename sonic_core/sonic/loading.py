@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..model_files.locate import SVD_DIR, WHERE_TO_GET, SonicWeights, locate_weights, missing_message
 from ..errors import MissingWeightsError
+from ..model_files.locate import WHERE_TO_GET, SonicWeights, locate_weights, missing_message
 from . import configs
 
 log = logging.getLogger(__name__)

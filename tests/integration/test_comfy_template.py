@@ -20,8 +20,8 @@ from sonic_core.media.audio import load_audio
 from sonic_core.media.encode import probe_video
 from sonic_core.media.face import detect_face
 from sonic_core.provenance import read_provenance
-from sonic_core.sync import measure_sync
 from sonic_core.publish.labels import check_labels
+from sonic_core.sync import measure_sync
 
 pytestmark = pytest.mark.comfy
 

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from .conftest import ROOT, TINY_CONFIG as TINY
+from .conftest import ROOT
+from .conftest import TINY_CONFIG as TINY
 
 
 def _run(script: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:

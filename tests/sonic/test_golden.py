@@ -14,12 +14,12 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from sonic_core.media.audio import load_audio
+from sonic_core.predata import square_crop
 from sonic_core.sonic.audio import audio_conditioning, audio_features
-from sonic_core.sonic.loading import load_sonic
 from sonic_core.sonic.decoding import decode, iter_frames
+from sonic_core.sonic.loading import load_sonic
 from sonic_core.sonic.pipeline import CLIP_MEAN, CLIP_STD, SonicParams, detect_official, image_inputs
 from sonic_core.sonic.sampler import sample_latents, sigmas_for, window_indices
-from sonic_core.predata import square_crop
 from sonic_core.sonic.unet import unet_forward
 
 GOLDEN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "sonic_golden")
@@ -152,7 +152,7 @@ def test_decode_and_rife(models):
     lat = golden("decode.safetensors:final_latents")[0]
     head = decode(models, lat[:8])
     tail = decode(models, lat[24:])
-    as_frames = lambda x: (x[0].transpose(0, 1) * 0.5 + 0.5).clamp(0, 1)  # noqa: E731
+    as_frames = lambda x: (x[0].transpose(0, 1) * 0.5 + 0.5).clamp(0, 1)
     torch.testing.assert_close(head, as_frames(golden("decode.safetensors:vae_decoded_head")), atol=1e-4, rtol=0)
     torch.testing.assert_close(tail, as_frames(golden("decode.safetensors:vae_decoded_tail")), atol=1e-4, rtol=0)
     mids = models.rife.middle(head[:2], head[1:3])

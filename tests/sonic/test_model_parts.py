@@ -50,16 +50,16 @@ def test_temporal_audio_attention_grouped_equals_naive(models):
     x = torch.randn(b * hw, f, c, generator=g)
     clip = torch.randn(b * f, 1, 1024, generator=g)
     audio = torch.randn(b * f, 32, 1024, generator=g)
-    mean = lambda t: t.reshape(b, f, t.shape[-2], t.shape[-1]).mean(1)  # noqa: E731
+    mean = lambda t: t.reshape(b, f, t.shape[-2], t.shape[-1]).mean(1)
     ctx = _Ctx(b, f, clip, audio, mean(clip), mean(audio), None, 0.7, torch.zeros(b, f))
     with torch.no_grad():
         ours = _temporal_cross_attention(attn, x, ctx)
         # naive: context repeated for every spatial position, as spatial2time does
-        rep = lambda t: t[:, None].repeat(1, hw, 1, 1).reshape(b * hw, t.shape[-2], -1)  # noqa: E731
+        rep = lambda t: t[:, None].repeat(1, hw, 1, 1).reshape(b * hw, t.shape[-2], -1)
         h = attn.heads
 
         def sdpa(q, k, v):
-            sp = lambda t: t.view(t.shape[0], -1, h, t.shape[-1] // h).transpose(1, 2)  # noqa: E731
+            sp = lambda t: t.view(t.shape[0], -1, h, t.shape[-1] // h).transpose(1, 2)
             return F.scaled_dot_product_attention(sp(q), sp(k), sp(v)).transpose(1, 2).reshape(q.shape)
 
         q = attn.to_q(x)
@@ -164,8 +164,13 @@ def test_official_face_choice_keeps_its_bug():
 
 
 def test_single_file_mapping_round_trip(models):
-    from sonic_core.sonic.svd_single_file import (CLIP_PREFIX, VAE_PREFIX, clip_from_single_file, to_single_file,
-                                                  vae_from_single_file)
+    from sonic_core.sonic.svd_single_file import (
+        CLIP_PREFIX,
+        VAE_PREFIX,
+        clip_from_single_file,
+        to_single_file,
+        vae_from_single_file,
+    )
 
     vae, clip = models.vae.state_dict(), models.image_encoder.state_dict()
     single = to_single_file(vae, clip)

@@ -13,9 +13,9 @@ from dataclasses import replace
 
 import pytest
 
-from sonic_core.model_files.locate import FILES, WHERE_TO_GET, find_weights, locate_weights
 from sonic_core.model_files import commands
 from sonic_core.model_files.fetch import MAX_RESUMES, DownloadError
+from sonic_core.model_files.locate import FILES, WHERE_TO_GET, find_weights, locate_weights
 from sonic_core.model_files.manifest import MANIFEST, SVD, licences_line
 
 from .conftest import ROOT, TINY_SVD_CONFIG

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from sonic_core.engines import generate
-from sonic_core.options import GenerateOptions
-from sonic_core.model_files.locate import find_weights
 from sonic_core.errors import InputError, MissingWeightsError
 from sonic_core.media.audio import load_audio
 from sonic_core.media.image import load_image
+from sonic_core.model_files.locate import find_weights
+from sonic_core.options import GenerateOptions
 from sonic_core.predata import prepare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

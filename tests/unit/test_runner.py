@@ -7,7 +7,6 @@ import json
 import os
 
 import pytest
-from sonicflow_contract import ATTEMPT_HEADER
 
 from queue_bridge.comfy_run import Interrupted
 from queue_bridge.policy import Action
@@ -15,6 +14,7 @@ from queue_bridge.protocol import JobError, make_job
 from queue_bridge.runner import JobRunner
 from queue_bridge.settings import Settings
 from queue_bridge.template import TemplateLibrary
+from sonicflow_contract import ATTEMPT_HEADER
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
