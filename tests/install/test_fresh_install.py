@@ -25,7 +25,8 @@ COMFYUI_REQUIREMENTS = os.path.join(ROOT, "requirements-comfyui.txt")
 
 
 def _pip(python: str, *args: str) -> None:
-    r = subprocess.run([python, "-m", "pip", "install", "--disable-pip-version-check", "-q", *args],
+    # --no-compile: the environment is thrown away; byte-compiling torch alone would take minutes
+    r = subprocess.run([python, "-m", "pip", "install", "--disable-pip-version-check", "-q", "--no-compile", *args],
                        capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 
