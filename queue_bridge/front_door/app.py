@@ -32,7 +32,7 @@ from .messaging import Follower, MaybeQueued, NotQueued, Publisher
 from .openapi import document
 from .pages import SECURITY_HEADERS, add_routes
 from .pools import Pool, Slots
-from .ratelimit import Buckets
+from .ratelimit import RateLimiter
 from .settings import ApiSettings
 from .submission import SubmissionReader
 from .upkeep import Upkeep
@@ -64,7 +64,7 @@ class FrontDoor:
         self.templates = TemplateLibrary(settings.bridge.templates)
         self.submissions = SubmissionReader(settings, self.templates, self.work, self.fetches,
                                             Slots(settings.fetch_per_key, settings.fetch_threads, _fetches_refused))
-        self.buckets = Buckets()
+        self.limiter = RateLimiter(self.store)
         self.base = settings.public_url.rstrip("/")
         self.publisher = None
         self.follower = None
@@ -135,10 +135,10 @@ class FrontDoor:
             raise ApiError(401, "unauthorized", "the API key is not valid", {"WWW-Authenticate": "Bearer"})
         return found
 
-    def limit(self, key: dict, kind: str) -> None:
+    async def limit(self, key: dict, kind: str) -> None:
         rate, burst = ((key["rate_per_min"], key["burst"]) if kind == "submit"
                        else (self.s.read_rate_per_min, max(60, self.s.read_rate_per_min / 10)))
-        wait = self.buckets.take(f"{key['id']}:{kind}", rate, burst)
+        wait = await self.db.run(self.limiter.take, f"{key['id']}:{kind}", rate, burst)
         if wait:
             raise ApiError(429, "rate_limited", f"too many requests for this key ({rate:g}/min); retry in "
                                                 f"{wait:.1f} s", {"Retry-After": str(max(1, round(wait + 0.5)))})
@@ -147,7 +147,7 @@ class FrontDoor:
 
     async def create_job(self, request):
         key = await self.auth(request)
-        self.limit(key, "submit")
+        await self.limit(key, "submit")
         idem = request.headers.get("Idempotency-Key")
         if idem is not None and not IDEM_RE.fullmatch(idem):
             raise ApiError(400, "bad_idempotency_key", "Idempotency-Key: 1 to 200 printable ASCII characters")
@@ -243,12 +243,12 @@ class FrontDoor:
 
     async def get_job(self, request):
         key = await self.auth(request)
-        self.limit(key, "read")
+        await self.limit(key, "read")
         return web.json_response(self.document(await self._own_job(request, key)))
 
     async def list_jobs(self, request):
         key = await self.auth(request)
-        self.limit(key, "read")
+        await self.limit(key, "read")
         try:
             limit = int(request.query.get("limit", "50"))
             before = float(request.query["before"]) if "before" in request.query else None
@@ -263,7 +263,7 @@ class FrontDoor:
         """Server-sent events of one job until it finishes: at most `streams_per_key` open at once for a key, each
         for at most `stream_max_s` (then closed: the client resumes with Last-Event-ID)."""
         key = await self.auth(request)
-        self.limit(key, "read")
+        await self.limit(key, "read")
         job = await self._own_job(request, key)
         if self.streams.get(key["id"], 0) >= self.s.streams_per_key:
             raise ApiError(429, "too_many_streams", f"this key already has {self.s.streams_per_key} event streams "
