@@ -92,7 +92,7 @@ class FrontDoor:
             self.follower.start()
         self.deliverer = Deliverer(self.store, self.db.run, self.document, list(self.s.webhook_allow),
                                    self.s.webhook_delays, per_key=self.s.webhook_per_key,
-                                   total=self.s.webhook_concurrency)
+                                   total=self.s.webhook_concurrency, legacy_headers=self.s.webhook_legacy_headers)
         await self.deliverer.start()
         self.upkeep = Upkeep(self.store, self.db.run, self.publisher, self.links, self.s.reconcile_after_s)
         self.tasks = {"webhooks": asyncio.create_task(self.deliverer.run(self.webhook_wake)),

@@ -21,6 +21,7 @@ import time
 from contextlib import contextmanager
 
 from .migrations import migrate
+from .webhooks import new_secret
 
 TERMINAL = ("succeeded", "failed")
 JOB_COLUMNS = ("id", "key_id", "idem_key", "fingerprint", "status", "progress", "progress_node", "template",
@@ -164,7 +165,7 @@ class JobStore:
 
     def create_key(self, name: str, rate_per_min: float = 30.0, burst: int = 10, daily_quota: int = 1000) -> dict:
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
-        webhook_secret = "whsec_" + secrets.token_urlsafe(32)
+        webhook_secret = new_secret()
         self.execute("INSERT INTO {p}api_keys (id, name, secret_hash, webhook_secret, rate_per_min, burst, daily_quota, "
                      "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                      (key_id, name, hash_secret(secret), webhook_secret, float(rate_per_min), int(burst),

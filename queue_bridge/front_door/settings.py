@@ -36,6 +36,9 @@ class ApiSettings(Declared):
                                    commands=API, hidden=True)
     webhook_delays: tuple = setting((5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0), "SONICFLOW_API_WEBHOOK_DELAYS",
                                     "seconds between webhook attempts", item=float)
+    webhook_legacy_headers: bool = setting(True, "SONICFLOW_API_WEBHOOK_LEGACY_HEADERS", "also send the "
+                                           "SonicFlow-Webhook-Id/-Timestamp/-Signature headers of the previous "
+                                           "release beside the Standard Webhooks ones (this release only)")
     publishers: int = setting(4, "SONICFLOW_API_PUBLISHERS", "connections publishing jobs (with confirms)")
     publish_backlog: int = setting(32, "SONICFLOW_API_PUBLISH_BACKLOG", "submissions that may wait for a publishing "
                                    "connection; beyond it 503 queue_unavailable at once")

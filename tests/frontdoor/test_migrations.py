@@ -51,11 +51,11 @@ def _run(url: str, stmts: list, args: list | None = None) -> None:
         import psycopg
 
         with psycopg.connect(url, autocommit=True) as c:
-            for s, a in zip(stmts, args or [()] * len(stmts)):
+            for s, a in zip(stmts, args or [()] * len(stmts), strict=True):
                 c.execute(s, a)
     else:
         c = sqlite3.connect(url[len("sqlite:///"):], isolation_level=None)
-        for s, a in zip(stmts, args or [()] * len(stmts)):
+        for s, a in zip(stmts, args or [()] * len(stmts), strict=True):
             c.execute(s.replace("%s", "?"), a)
         c.close()
 
