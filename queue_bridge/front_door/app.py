@@ -2,6 +2,7 @@
 
     POST /v1/jobs                 multipart (image + audio + parameters) or JSON with http(s) URLs -> 202 + job
     GET  /v1/jobs                 this key's jobs          GET /v1/jobs/{id}          status, progress, result links
+    DELETE /v1/jobs/{id}          cancel (cancel.py)
     GET  /v1/jobs/{id}/events     server-sent events       GET /v1/jobs/{id}/files/x  signed download (Range works)
     GET  /v1/openapi.json         the OpenAPI document     /, /jobs, /jobs/{id}       upload, list and job pages
 
@@ -26,6 +27,7 @@ from aiohttp import web
 
 from .. import TemplateLibrary, JobError, make_job, open_store, setup_logging
 from .errors import ApiError, error_response
+from .cancel import cancel_job
 from .downloads import Downloads
 from .jobstore import TERMINAL, JobStore, StoreUnavailable
 from .messaging import Follower, MaybeQueued, NotQueued, Publisher
@@ -88,7 +90,7 @@ class FrontDoor:
         self.webhook_wake = asyncio.Event()
         self.publisher = Publisher(self.s.bridge, self.s.publishers, self.s.publish_backlog, self.s.publish_wait_s)
         if self.s.follow:
-            self.follower = Follower(self.s.bridge, self.store, self._changed_threadsafe)
+            self.follower = Follower(self.s.bridge, self.store, self.changed_threadsafe)
             self.follower.start()
         self.deliverer = Deliverer(self.store, self.db.run, self.document, list(self.s.webhook_allow),
                                    self.s.webhook_delays, per_key=self.s.webhook_per_key,
@@ -112,11 +114,11 @@ class FrontDoor:
         for pool in (self.db, self.work, self.fetches):
             pool.close()
 
-    def _changed_threadsafe(self, job_id: str, terminal: bool):
+    def changed_threadsafe(self, job_id: str, terminal: bool):
         if self.loop is not None:
-            self.loop.call_soon_threadsafe(self._changed, job_id, terminal)
+            self.loop.call_soon_threadsafe(self.changed, job_id, terminal)
 
-    def _changed(self, job_id: str, terminal: bool):
+    def changed(self, job_id: str, terminal: bool):
         for ev in self.waiters.get(job_id, ()):
             ev.set()
         if terminal and self.webhook_wake is not None:
@@ -234,7 +236,7 @@ class FrontDoor:
         return web.json_response(self.document(old), status=200,
                                  headers={"Idempotent-Replayed": "true", "Location": f"/v1/jobs/{old['id']}"})
 
-    async def _own_job(self, request, key) -> dict:
+    async def own_job(self, request, key) -> dict:
         job_id = request.match_info["id"]
         job = await self.db.run(self.store.get_job, job_id) if re.fullmatch(r"[0-9a-f]{32}", job_id) else None
         if job is None or job["key_id"] != key["id"]:  # an 'accepting' job shows as queued
@@ -244,7 +246,10 @@ class FrontDoor:
     async def get_job(self, request):
         key = await self.auth(request)
         await self.limit(key, "read")
-        return web.json_response(self.document(await self._own_job(request, key)))
+        return web.json_response(self.document(await self.own_job(request, key)))
+
+    async def cancel_job(self, request):
+        return await cancel_job(self, request)
 
     async def list_jobs(self, request):
         key = await self.auth(request)
@@ -264,7 +269,7 @@ class FrontDoor:
         for at most `stream_max_s` (then closed: the client resumes with Last-Event-ID)."""
         key = await self.auth(request)
         await self.limit(key, "read")
-        job = await self._own_job(request, key)
+        job = await self.own_job(request, key)
         if self.streams.get(key["id"], 0) >= self.s.streams_per_key:
             raise ApiError(429, "too_many_streams", f"this key already has {self.s.streams_per_key} event streams "
                                                     "open; close one, or poll GET /v1/jobs/{id}", {"Retry-After": "5"})
@@ -370,6 +375,7 @@ def make_app(settings: ApiSettings | None = None) -> web.Application:
     r.add_post("/v1/jobs", door.create_job)
     r.add_get("/v1/jobs", door.list_jobs)
     r.add_get("/v1/jobs/{id}", door.get_job)
+    r.add_delete("/v1/jobs/{id}", door.cancel_job)
     r.add_get("/v1/jobs/{id}/events", door.events)
     r.add_get("/v1/jobs/{id}/files/{name}", door.downloads.get_file)
     r.add_get("/v1/openapi.json", door.openapi)

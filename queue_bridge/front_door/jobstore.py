@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from .migrations import migrate
 from .webhooks import new_secret
 
-TERMINAL = ("succeeded", "failed")
+TERMINAL = ("succeeded", "failed", "cancelled")
 JOB_COLUMNS = ("id", "key_id", "idem_key", "fingerprint", "status", "progress", "progress_node", "template",
                "parameters", "inputs", "result", "error", "webhook_url", "webhook_state", "webhook_attempts",
                "webhook_next_at", "webhook_last_error", "created_at", "updated_at", "seq", "message")
@@ -287,15 +287,24 @@ class JobStore:
                             (max(0.0, min(1.0, fraction)), node, time.time(), job_id)) > 0
 
     def apply_result(self, job_id: str, result: dict) -> bool:
-        """A result message (at least once: a duplicate finds the job finished and changes nothing)."""
-        status = "succeeded" if result.get("status") == "succeeded" else "failed"
+        """A result message (at least once: a duplicate finds the job finished and changes nothing). A `cancelled`
+        result comes for a job cancelled with `sonicflow cancel` (one cancelled here is finished already)."""
+        status = result.get("status") if result.get("status") in ("succeeded", "cancelled") else "failed"
         return self.execute(
             "UPDATE {p}jobs SET status = ?, progress = ?, result = ?, error = ?, updated_at = ?, seq = seq + 1, "
             "webhook_state = CASE WHEN webhook_url IS NULL THEN NULL ELSE 'pending' END, webhook_next_at = ? "
-            "WHERE id = ? AND status NOT IN ('succeeded', 'failed')",
+            "WHERE id = ? AND status NOT IN ('succeeded', 'failed', 'cancelled')",
             (status, 1.0 if status == "succeeded" else 0.0, json.dumps(result),
              json.dumps(result.get("error")) if result.get("error") else None, time.time(), time.time(),
              job_id)) > 0
+
+    def cancel_job(self, job_id: str) -> bool:
+        """An unfinished job becomes `cancelled` (its webhook due); False when it had finished (or was cancelled)."""
+        now = time.time()
+        return self.execute(
+            "UPDATE {p}jobs SET status = 'cancelled', updated_at = ?, seq = seq + 1, "
+            "webhook_state = CASE WHEN webhook_url IS NULL THEN NULL ELSE 'pending' END, webhook_next_at = ? "
+            "WHERE id = ? AND status IN ('accepting', 'queued', 'running')", (now, now, job_id)) > 0
 
     # -- webhooks -------------------------------------------------------------------------------------------------------
 

@@ -33,8 +33,8 @@ class MaybeQueued(Exception):
 
 
 class _Item:
-    def __init__(self, job: dict, fut, loop):
-        self.job, self.fut, self.loop = job, fut, loop
+    def __init__(self, send, fut, loop):
+        self.send, self.fut, self.loop = send, fut, loop  # send(client): publish, confirmed
         self.state = "waiting"  # -> "cancelled" (by the waiter), or "connecting" -> "sending" (by a thread)
 
 
@@ -43,8 +43,11 @@ class Publisher:
     broker's confirm without blocking the event loop, and not for ever: at most `backlog` jobs wait for a thread,
     and a job waits at most `wait_s`. What it raises says whether the job may have reached the broker."""
 
-    def __init__(self, settings: Settings, threads: int, backlog: int, wait_s: float):
+    def __init__(self, settings: Settings, threads: int, backlog: int, wait_s: float, on_outcome=None):
+        """`on_outcome(outcome)` hears how each job's publish ended: ok, refused (certainly not queued) or
+        unconfirmed (maybe queued)."""
         self.settings, self.wait_s = settings, wait_s
+        self.on_outcome = on_outcome or (lambda outcome: None)
         self.q: queue.Queue = queue.Queue(maxsize=backlog)
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -95,7 +98,7 @@ class Publisher:
                         return NotQueued("the wait ran out before the job was sent"), client
                     item.state = "sending"
                 sending = True
-                client.publish_job(item.job)
+                item.send(client)
                 return None, client
             except NotAccepted as e:  # the broker refused this copy
                 err = e
@@ -113,8 +116,23 @@ class Publisher:
     async def publish(self, job: dict) -> None:
         """Returns once the broker confirmed `job`; NotQueued when it certainly did not take it, MaybeQueued when
         it may have (sent, then no confirm within `wait_s`, or the connection lost after sending)."""
+        try:
+            await self._send_on_a_thread(lambda client: client.publish_job(job))
+        except NotQueued:
+            self.on_outcome("refused")
+            raise
+        except MaybeQueued:
+            self.on_outcome("unconfirmed")
+            raise
+        self.on_outcome("ok")
+
+    async def broadcast_cancel(self, job_id: str) -> None:
+        """The cancel message to every worker (confirmed), with publish()'s answers."""
+        await self._send_on_a_thread(lambda client: client.broadcast_cancel(job_id))
+
+    async def _send_on_a_thread(self, send) -> None:
         loop = asyncio.get_running_loop()
-        item = _Item(job, loop.create_future(), loop)
+        item = _Item(send, loop.create_future(), loop)
         item.fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # a late outcome nobody awaits is fine
         try:
             self.q.put_nowait(item)
