@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import sys
 import time
 import uuid
 
@@ -32,6 +31,7 @@ from .downloads import Downloads
 from .jobstore import TERMINAL, JobStore, StoreUnavailable
 from .messaging import Follower, MaybeQueued, NotQueued, Publisher
 from .openapi import document
+from .ops import ApiMetrics, OpsListener, add_ops_routes, serve
 from .pages import SECURITY_HEADERS, add_routes
 from .pools import Pool, Slots
 from .ratelimit import RateLimiter
@@ -78,6 +78,9 @@ class FrontDoor:
         self.webhook_wake = None
         self.tasks: dict[str, asyncio.Task] = {}
         self.confirming: set = set()  # waits for confirms that came after their request gave up
+        self.metrics = ApiMetrics()
+        self.closing = False  # SIGTERM: not ready, event streams end, requests in flight finish
+        self.ops = OpsListener(self, settings.metrics_host, settings.metrics_port) if settings.metrics_port else None
 
     def document(self, job: dict) -> dict:
         """The job as GET /v1/jobs/{id} answers it: what the events stream and webhooks carry too."""
@@ -88,19 +91,35 @@ class FrontDoor:
     async def on_startup(self, app):
         self.loop = asyncio.get_running_loop()
         self.webhook_wake = asyncio.Event()
-        self.publisher = Publisher(self.s.bridge, self.s.publishers, self.s.publish_backlog, self.s.publish_wait_s)
+        m = self.metrics
+        self.publisher = Publisher(self.s.bridge, self.s.publishers, self.s.publish_backlog, self.s.publish_wait_s,
+                                   on_outcome=lambda outcome: m.publishes.labels(outcome).inc())
         if self.s.follow:
-            self.follower = Follower(self.s.bridge, self.store, self.changed_threadsafe)
+            self.follower = Follower(self.s.bridge, self.store, self.changed_threadsafe,
+                                     on_depth=lambda queue, n: m.queue_depth.labels(queue).set(n))
             self.follower.start()
         self.deliverer = Deliverer(self.store, self.db.run, self.document, list(self.s.webhook_allow),
                                    self.s.webhook_delays, per_key=self.s.webhook_per_key,
-                                   total=self.s.webhook_concurrency, legacy_headers=self.s.webhook_legacy_headers)
+                                   total=self.s.webhook_concurrency, legacy_headers=self.s.webhook_legacy_headers,
+                                   on_outcome=lambda outcome: m.webhooks.labels(outcome).inc())
         await self.deliverer.start()
         self.upkeep = Upkeep(self.store, self.db.run, self.publisher, self.links, self.s.reconcile_after_s)
         self.tasks = {"webhooks": asyncio.create_task(self.deliverer.run(self.webhook_wake)),
                       "upkeep": asyncio.create_task(self.upkeep.run())}
+        if self.ops:
+            await self.ops.start()
+
+    def close_streams(self):
+        """Shutting down (ops.serve): not ready any more, and the event streams end (clients resume elsewhere with
+        Last-Event-ID), so only real requests hold the shutdown."""
+        self.closing = True
+        for events in self.waiters.values():
+            for ev in events:
+                ev.set()
 
     async def on_cleanup(self, app):
+        if self.confirming:  # late confirms of jobs already answered: let them land before the publisher goes
+            await asyncio.wait(list(self.confirming), timeout=self.s.publish_wait_s)
         tasks = [*self.tasks.values(), *self.confirming]
         for t in tasks:
             t.cancel()
@@ -113,6 +132,8 @@ class FrontDoor:
         self.store.close()
         for pool in (self.db, self.work, self.fetches):
             pool.close()
+        if self.ops:
+            await self.ops.stop()
 
     def changed_threadsafe(self, job_id: str, terminal: bool):
         if self.loop is not None:
@@ -294,7 +315,7 @@ class FrontDoor:
         quiet = 0.0
         until = time.monotonic() + self.s.stream_max_s
         try:
-            while time.monotonic() < until:
+            while time.monotonic() < until and not self.closing:
                 if job["seq"] != last:
                     last = job["seq"]
                     await resp.write(f"id: {last}\nevent: job\ndata: {json.dumps(self.document(job))}\n\n".encode())
@@ -321,22 +342,6 @@ class FrontDoor:
     async def openapi(self, request):
         return web.json_response(document())
 
-    async def health(self, request):
-        """Ready when the job store answers, the broker is connected (when following) and no pool is backed up."""
-        broker = bool(self.follower and self.follower.connected) if self.s.follow else None
-        try:
-            await asyncio.wait_for(self.db.run(self.store.ping), 3.0)
-            store = True
-        except Exception:  # noqa: BLE001 - down, or too slow to answer: either way not ready
-            store = False
-        pools = {p.name: p.state() for p in (self.db, self.work, self.fetches)}
-        pools["publish"] = self.publisher.state()
-        tasks = {name: not t.done() for name, t in self.tasks.items()}  # a background loop that died: not ready
-        ok = store and broker is not False and not any(p["backed_up"] for p in pools.values()) and all(tasks.values())
-        return web.json_response({"status": "ok" if ok else "degraded", "broker": broker, "store": store,
-                                  "pools": pools, "tasks": tasks, "webhooks": self.deliverer.state(),
-                                  "streams": sum(self.streams.values())}, status=200 if ok else 503)
-
 
 @web.middleware
 async def errors_middleware(request, handler):
@@ -361,13 +366,15 @@ async def errors_middleware(request, handler):
     if not resp.prepared:
         for name, value in SECURITY_HEADERS.items():
             resp.headers.setdefault(name, value)
+        if request.app["door"].closing:  # draining: a keep-alive client opens its next request elsewhere
+            resp.force_close()
     return resp
 
 
 def make_app(settings: ApiSettings | None = None) -> web.Application:
     settings = settings or ApiSettings()
     door = FrontDoor(settings)
-    app = web.Application(middlewares=[errors_middleware], client_max_size=1 << 20)
+    app = web.Application(middlewares=[door.metrics.middleware, errors_middleware], client_max_size=1 << 20)
     app["door"] = door
     app.on_startup.append(door.on_startup)
     app.on_cleanup.append(door.on_cleanup)
@@ -379,14 +386,13 @@ def make_app(settings: ApiSettings | None = None) -> web.Application:
     r.add_get("/v1/jobs/{id}/events", door.events)
     r.add_get("/v1/jobs/{id}/files/{name}", door.downloads.get_file)
     r.add_get("/v1/openapi.json", door.openapi)
-    r.add_get("/healthz", door.health)
+    if not door.ops:
+        add_ops_routes(r)
     add_routes(r)
     return app
 
 
 def run_api(settings: ApiSettings) -> int:
     setup_logging()
-    web.run_app(make_app(settings), host=settings.host, port=settings.port, print=lambda *a: print(
-        f"sonicflow api on http://{settings.host}:{settings.port} (pages at /, OpenAPI at /v1/openapi.json)",
-        file=sys.stderr, flush=True), access_log=None)
+    serve(make_app(settings), settings.host, settings.port, settings.shutdown_timeout_s)
     return 0

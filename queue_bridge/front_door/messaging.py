@@ -55,6 +55,9 @@ class Publisher:
         for t in self.threads:
             t.start()
 
+    def alive(self) -> bool:
+        return all(t.is_alive() for t in self.threads)
+
     def state(self) -> dict:
         """Threads, jobs waiting for one, and whether the backlog is full (then submissions get 503)."""
         return {"threads": len(self.threads), "waiting": self.q.qsize(), "backed_up": self.q.full()}
@@ -165,11 +168,12 @@ def _settle(fut, err):
 
 class Follower(threading.Thread):
     """Consumes result messages and progress events into the job store; `on_change(job_id, terminal)` is called
-    (on this thread) after each change."""
+    (on this thread) after each change, `on_depth(queue, messages)` with the jobs queue's depth every 5 s."""
 
-    def __init__(self, settings: Settings, store: JobStore, on_change):
+    def __init__(self, settings: Settings, store: JobStore, on_change, on_depth=None):
         super().__init__(daemon=True, name="follower")
         self.settings, self.store, self.on_change = settings, store, on_change
+        self.on_depth = on_depth or (lambda queue, messages: None)
         self.topology = settings.topology()
         self.broker = Broker(settings.amqp_urls, 30, "sonicflow api follower")
         self.stop = threading.Event()
@@ -199,8 +203,12 @@ class Follower(threading.Thread):
         ch.basic_qos(prefetch_count=50)
         ch.basic_consume(t.api_results_queue, self._on_result)
         ch.basic_consume(events, self._on_event, auto_ack=True)
+        next_depth = 0.0
         while not self.stop.is_set():
             conn.process_data_events(time_limit=0.3)
+            if time.monotonic() > next_depth:
+                self.on_depth(t.jobs_queue, ch.queue_declare(t.jobs_queue, passive=True).method.message_count)
+                next_depth = time.monotonic() + 5
 
     def _on_result(self, ch, method, _props, body):
         try:

@@ -15,6 +15,13 @@ class ApiSettings(Declared):
     bridge: Settings = field(default_factory=Settings)
     host: str = setting("127.0.0.1", "SONICFLOW_API_HOST", "listen address", commands=API)
     port: int = setting(8190, "SONICFLOW_API_PORT", "listen port", commands=API)
+    metrics_port: int = setting(0, "SONICFLOW_API_METRICS_PORT", "serve /metrics, /livez, /readyz and /healthz on "
+                                "this port, and not on the main one (0: on the main one)", commands=API)
+    metrics_host: str = setting("127.0.0.1", "SONICFLOW_API_METRICS_HOST", "address the --metrics-port listener "
+                                "binds (0.0.0.0 for every interface)", commands=API)
+    shutdown_timeout_s: float = setting(30.0, "SONICFLOW_API_SHUTDOWN_S", "on SIGTERM, seconds requests in flight "
+                                        "may take to finish (the listener closes at once; event streams end)",
+                                        commands=API, flag="--shutdown-timeout")
     db_url: str = setting("sqlite:///" + os.path.join(OUT, "api", "api.db"), "SONICFLOW_API_DB",
                           "job store: sqlite:///path.db or postgresql://user@host:5432/db", commands=API, flag="--db")
     table_prefix: str = setting("sf_", "SONICFLOW_API_TABLE_PREFIX", "prefix of the job store's tables",

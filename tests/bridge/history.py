@@ -58,7 +58,8 @@ class History:
             duplicated_effects = {k for k, n in self.effect_counts.items() if mine(k) and n > 1}
             both = ((succeeded & (failed | dead)) | (cancelled & (succeeded | failed))) - self.replayed
             wrong = {k for k, (status, expect) in self.attempts.items() if mine(k) and status == "ok" and
-                     ((expect == "succeeded" and k not in succeeded) or (expect == "cancelled" and k not in cancelled) or
+                     ((expect == "succeeded" and k not in succeeded) or
+                      (expect == "cancelled" and k not in cancelled) or
                       (expect == "dead" and not (k in dead and k in failed)))}
             return {"attempted": len(attempted), "confirmed": len(confirmed), "completed": len(answered & attempted),
                     "lost": sorted(confirmed - answered), "unexpected": sorted(completed - attempted),

@@ -104,6 +104,8 @@ class FrontDoor:
         self.db_url = share.db_url if share else own_db
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        ops = (env or {}).get("SONICFLOW_API_METRICS_PORT")  # the probes' own listener, when the test asks for one
+        self.ops_url = f"http://{(env or {}).get('SONICFLOW_API_METRICS_HOST', '127.0.0.1')}:{ops}" if ops else self.url
         self.webhook_allow = webhook_allow or []
         self.env = {**os.environ, **(env or {})}
         self.amqp = amqp
@@ -143,11 +145,11 @@ class FrontDoor:
             if self.proc.poll() is not None:
                 raise AssertionError(f"sonicflow api exited {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                return requests.get(self.url + "/healthz", timeout=2).status_code == 200
+                return requests.get(self.ops_url + "/readyz", timeout=2).status_code == 200
             except requests.RequestException:
                 return False
 
-        wait_until(up, 60, "sonicflow api answering /healthz with the broker connected")
+        wait_until(up, 60, "sonicflow api answering /readyz with the broker connected")
         return self
 
     def log_tail(self, n: int = 60) -> str:
