@@ -1,5 +1,5 @@
 """HTTP routes SonicFlow adds to ComfyUI's server (PromptServer.instance.routes), for the canvas extension
-(web/js/sonicflow.js). Registered by the pack's entry (design.md: `__init__.py` holds the optional server routes),
+(web/js/sonicflow.js). Registered by the pack's entry (docs/architecture.md: `__init__.py` holds the server routes),
 so nodes/ keeps to sonic_core and the bridge's code is reached only from here:
 
     GET /sonicflow/bridge/state   queue depth, workers, dead letters of the batch bridge (broker "down" when RabbitMQ

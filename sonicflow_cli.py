@@ -106,7 +106,9 @@ def _parse_value(text: str):
 
 
 def _submit(args) -> int:
-    from queue_bridge.client import BridgeClient, NotAccepted, new_job_id
+    import pika
+
+    from queue_bridge.client import BridgeClient, NotAccepted, Unconfirmed, new_job_id
     from queue_bridge.protocol import make_job
 
     s = _bridge_settings(args)
@@ -129,6 +131,11 @@ def _submit(args) -> int:
     except NotAccepted as e:
         print(json.dumps({"job_id": job["job_id"], "accepted": False, "error": str(e)}))
         return 3
+    except Unconfirmed as e:
+        print(json.dumps({"job_id": job["job_id"], "accepted": None, "error": str(e)}))
+        return 3
+    except pika.exceptions.AMQPConnectionError as e:
+        raise SystemExit(f"sonicflow submit: {e}: check --amqp (or SONICFLOW_AMQP_URL)") from None
     if args.wait:
         if result is None:
             print(json.dumps({"job_id": job["job_id"], "accepted": True, "error": "no result within --wait-timeout"}))

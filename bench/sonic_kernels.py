@@ -32,9 +32,7 @@ ROOT = os.path.dirname(_HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from devtools.av_standin import import_sonic_core  # noqa: E402
 
-import_sonic_core()   # the GPU image has no PyAV; nothing here needs it
 
 SVD = "stable-video-diffusion-img2vid-xt"
 TUNED = {"coordinate_descent_tuning": True, "coordinate_descent_check_all_directions": True,
@@ -62,7 +60,8 @@ def main(argv=None) -> int:
     from diffusers import AutoencoderKLTemporalDecoder
 
     from devtools.unet_call import time_calls, window_inputs
-    from sonic_core.sonic import pipeline as P
+    from sonic_core.sonic import compiling
+    from sonic_core.sonic.sampler import VAE_SCALE
     from sonic_core.sonic.unet import build_unet
 
     dev = torch.device(args.device)
@@ -92,10 +91,10 @@ def main(argv=None) -> int:
 
     window = window_inputs(unet, (args.size, args.size), dev, dt)
     g = torch.Generator(device="cpu").manual_seed(1)
-    latents = (torch.randn(8, 4, args.size // 8, args.size // 8, generator=g) / P.VAE_SCALE).to(dev, dt)
+    latents = (torch.randn(8, 4, args.size // 8, args.size // 8, generator=g) / VAE_SCALE).to(dev, dt)
     # the pipeline's own runners: eager, or torch.compile'd as `compile=True` does
     calls = {"unet": lambda run: run(*window), "vae": lambda run: run(vae, latents)}
-    runners = {"unet": P.unet_runner, "vae": P.vae_decoder_runner}
+    runners = {"unet": compiling.unet_runner, "vae": compiling.vae_decoder_runner}
 
     eager = {}
     for part, call in calls.items():
@@ -112,7 +111,7 @@ def main(argv=None) -> int:
             log(f"{name}: skipped, {left:.0f} s left")
             continue
         torch._dynamo.reset()
-        P.release_compiled()   # each variant compiles afresh, under its own inductor settings
+        compiling.release_compiled()   # each variant compiles afresh, under its own inductor settings
         part = "vae" if name == "vae" else "unet"
         compiled = runners[part](True)
         try:

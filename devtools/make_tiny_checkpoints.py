@@ -20,7 +20,7 @@ built on the meta device (no initialisation) and the values are drawn with torch
 shapes, keys, dtypes and file formats; the values differ from the default mode (and may differ between devices
 and torch versions), so golden data is never made with --fast.
 
-Official layout (OUT_DIR/, as `checkpoints/` in jixiaozhong/Sonic; sonic-reference.md 2.1):
+Official layout (OUT_DIR/, as `checkpoints/` in jixiaozhong/Sonic):
   Sonic/unet.pth, Sonic/audio2token.pth, Sonic/audio2bucket.pth        torch.save of fp32 state dicts
   RIFE/flownet.pkl                                                    IFNet state dict, keys prefixed `module.`
   yoloface_v5m.pt                                                     TorchScript: model(img, grids) -> (1, N, 16)
@@ -58,10 +58,6 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
-
-from devtools.av_standin import import_sonic_core  # noqa: E402
-
-import_sonic_core()  # where PyAV is missing (the GPU machines), sonic_core imports with a stand-in
 
 DEFAULT_CONFIG_DIR = os.path.join(ROOT, "tests", "data", "sonic_tiny_config")
 SVD = "stable-video-diffusion-img2vid-xt"

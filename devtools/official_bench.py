@@ -14,8 +14,11 @@ boundary), split by thin wrappers around official callables (each calls the orig
 `image_audio_to_tensor` (audio load, mel features, face detection, image tensors), `test` (whisper, the per-frame
 adapters, and the pipeline call), `SonicPipeline.__call__` (CLIP, VAE encode, sampling, and decode),
 `SonicPipeline.decode_latents` (decode), the rest of `process` (RIFE, frame stacking). Writing the mp4
-(imageio + ffmpeg) is replaced by a stub that only records the frame count: encoding is not part of the
-comparison (SonicFlow's side is timed up to uint8 frames too). Peak GPU memory: torch.cuda.max_memory_allocated.
+(imageio + ffmpeg) is replaced by a stub that records the frame count and, with --frames-out, the frames as the
+official writer converts them (x * 255 truncated to uint8), as one (T, H, W, 3) .npy: encoding is not part of the
+comparison (SonicFlow's side is timed up to uint8 frames too). --noise-out saves the latent noise the pipeline
+drew (its 5-d `randn_tensor` draw, recorded by a thin wrapper), for the parity check of SonicFlow's noise='device'.
+Both come from the last timed run. Peak GPU memory: torch.cuda.max_memory_allocated.
 
 Missing modules (on the GPU machine): `librosa` is replaced, when it cannot be imported, by a stand-in written
 to a temporary folder put first on sys.path; it implements the one call the official code makes,
@@ -122,6 +125,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=1, help="timed runs; the fastest is reported")
     ap.add_argument("--librosa-standin", action="store_true", help="use the stand-in even if librosa imports")
     ap.add_argument("--no-flops", action="store_true", help="skip counting one official UNet call's FLOPs")
+    ap.add_argument("--frames-out", default=None, help="save the timed run's frames as uint8 (T, H, W, 3) .npy")
+    ap.add_argument("--noise-out", default=None, help="save the timed run's latent noise as .npy (float32)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
@@ -165,6 +170,7 @@ def run(args, res, save):
     sys.path.insert(0, official)
     t0 = time.time()
     import sonic as off_sonic  # noqa: E402  (official module)
+    from src.pipelines import pipeline_sonic  # noqa: E402
     from src.pipelines.pipeline_sonic import SonicPipeline  # noqa: E402
 
     import diffusers
@@ -209,6 +215,20 @@ def run(args, res, save):
         written["frames"] = int(videos.shape[2])
         written["shape"] = list(videos.shape)
         written["fps"] = k.get("fps")
+        if args.frames_out:  # (1, 3, T, H, W) in [0, 1] -> what the official writer's astype(uint8) gives
+            import numpy as np
+            np.save(args.frames_out, (videos[0].permute(1, 2, 3, 0) * 255).numpy().astype(np.uint8))
+
+    randn_tensor = pipeline_sonic.randn_tensor
+
+    def recording_randn(shape, *a, **k):  # calls the original; keeps the latent draw (the 5-d one)
+        out = randn_tensor(shape, *a, **k)
+        if args.noise_out and len(shape) == 5:
+            import numpy as np
+            np.save(args.noise_out, out.float().cpu().numpy())
+        return out
+
+    pipeline_sonic.randn_tensor = recording_randn
 
     off_sonic.save_videos_grid = save_videos_stub
     os_proxy = types.ModuleType("os_proxy")

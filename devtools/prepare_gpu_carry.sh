@@ -15,7 +15,7 @@
 #   .official/      the official code that the run imports: sonic.py, src/, config/ (jixiaozhong/Sonic; not part
 #                   of the project, only carried to the machine). librosa is replaced at run time by a stand-in
 #                   (devtools/official_bench.py writes it).
-# The device command (bench/sonic_gpu.py's docstring has it too) is printed at the end.
+# The device command (docs/benchmarks.md has it too) is printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OFFICIAL=${1:-/tmp/sonic-official}
@@ -53,6 +53,6 @@ ls .whl .whl_official
 
 cat <<'CMD'
 
-Device command (carry: .whl .whl_official .official; timeout_s 590; about 6.5 min on one H200):
-set -o pipefail; export PYTHONUNBUFFERED=1; python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/offsite .whl_official/*.whl || exit 3; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; df -h /tmp | tail -1; PYTHONPATH=/tmp/site:$PWD python3 bench/sonic_gpu.py --size 512 --seconds 5 --steps 25 --dtype fp16 --device cuda --official .official --official-python python3 --official-pythonpath /tmp/offsite --memory-seconds 60 --budget-s 545 --compile --profile --out $OUT/sonic_gpu.json 2>&1 | tee $OUT/sonic_gpu.log
+Device command (carry: .whl .whl_official .official; timeout_s 590; under 8 min on one H100/H200):
+set -o pipefail; export PYTHONUNBUFFERED=1; python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/offsite .whl_official/*.whl || exit 3; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; PYTHONPATH=/tmp/site:$PWD python3 bench/sonic_gpu.py --size 512 --seconds 2 --steps 25 --dtype fp16 --device cuda --repeat 3 --official .official --official-python python3 --official-pythonpath /tmp/offsite --memory-seconds 60 --budget-s 470 --out $OUT/sonic_gpu.json 2>&1 | tee $OUT/sonic_gpu.log
 CMD

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import torch
 
-from sonic_core.sonic.pipeline import GEN_FPS, WINDOW
+from sonic_core.sonic.sampler import GEN_FPS, WINDOW
 
 
 def window_inputs(unet, size_wh: tuple[int, int], device, dtype, seed: int = 0) -> tuple:

@@ -7,7 +7,7 @@ from comfy_api.latest import io
 from ..sonic_core import ArrayFrames, GenerateOptions, generate, option_fields
 from .base import SonicFlowNode, SonicFlowNodeError, user_errors
 from .convert import FRAMES, PREDATA, Progress, audio_to_comfy, image_to_numpy, numpy_to_image
-from .models import comfy_placement, sonic_model_roots
+from .models import ComfyModelHost, comfy_placement, sonic_model_roots
 
 
 def _input(f) -> io.Input:
@@ -42,7 +42,7 @@ class SonicFlowGenerate(SonicFlowNode):
     def execute(cls, predata, **inputs):
         placement = comfy_placement(inputs.pop("memory_mode", GenerateOptions.memory_mode))
         options = GenerateOptions(weight_roots=tuple(sonic_model_roots()), **placement, **inputs)
-        frames = generate(predata, options, progress=Progress(1))
+        frames = generate(predata, options, progress=Progress(1), host=ComfyModelHost())
         frames.info["inputs"] = predata.info.get("inputs", {})
         return io.NodeOutput(frames, frames.fps, audio_to_comfy(predata.audio), frames.info["note"])
 

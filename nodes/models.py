@@ -1,9 +1,11 @@
-"""Model folders: registers models/sonic with ComfyUI so ComfyUI_Sonic users reuse their downloads."""
+"""Models inside ComfyUI: the models/sonic folder (ComfyUI_Sonic users reuse their downloads), ComfyUI's device
+and VRAM state, and its model manager placing the Sonic engine's modules."""
 from __future__ import annotations
 
 import os
 
 import folder_paths
+import torch
 
 FOLDER = "sonic"
 
@@ -26,25 +28,37 @@ def comfy_placement(memory_mode: str) -> dict:
     return {"device": str(mm.get_torch_device()), "memory_mode": memory_mode}
 
 
-def _cooperate_with_comfy_memory() -> None:
-    """Free the Sonic models whenever ComfyUI frees its own: on /free and Unload Models (unload_all_models), and
-    when another model needs room (free_memory). They reload on the next sonic run."""
-    import comfy.model_management as mm
+class ComfyModelHost:
+    """ComfyUI's model manager places the Sonic engine's modules: each becomes a ComfyUI model (a ModelPatcher) the
+    first time it goes to the device, so ComfyUI loads it there (unloading other models to make room), counts it,
+    and unloads it when it needs the memory: for another model, on /free, on Unload Models. Moves off the device
+    are ComfyUI's to decide. The weights stay in RAM while ComfyUI's output cache holds frames made with them; when
+    it drops them (/free with free_memory), they go."""
 
-    from ..sonic_core import free_models
+    def move(self, module, device) -> None:
+        import comfy.model_management as mm
+        import comfy.model_patcher
 
-    def chained(original):
-        def call(*args, **kwargs):
-            free_models()
-            return original(*args, **kwargs)
-
-        call.__wrapped__ = original
-        return call
-
-    for name in ("unload_all_models", "free_memory"):
-        fn = getattr(mm, name, None)
-        if fn is not None and not hasattr(fn, "__wrapped__"):
-            setattr(mm, name, chained(fn))
+        if str(device) == "cpu" and mm.get_torch_device().type != "cpu":
+            return
+        patcher = module.__dict__.get("_sonicflow_patcher")
+        if patcher is None:
+            # held in a plain container: ComfyUI sets bookkeeping attributes (e.g. `device`) on the model it manages,
+            # which some of these modules (transformers') expose read-only
+            patcher = comfy.model_patcher.ModelPatcher(_held(module), load_device=mm.get_torch_device(),
+                                                       offload_device=mm.unet_offload_device())
+            module.__dict__["_sonicflow_patcher"] = patcher
+        mm.load_models_gpu([patcher], force_full_load=True)
 
 
-_cooperate_with_comfy_memory()
+class _Held(torch.nn.Module):
+    """One of the Sonic engine's modules as ComfyUI's model manager holds it."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+
+def _held(module) -> torch.nn.Module:
+    """`module` in a container named like it (ComfyUI's log says "Requested to load <name>")."""
+    return type(type(module).__name__, (_Held,), {})(module)

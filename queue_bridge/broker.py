@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 
 from .logs import log
+from .topology import TopologyMismatch
 
 
 class Broker:
@@ -63,18 +65,25 @@ class Broker:
         """Until `stop` is set: connect, run `session(connection)` (it returns when `stop` is set, raises when the
         connection is lost), and after a loss connect again with back-off. `on_state(connected: bool)` is told of
         each change."""
-        backoff = 0.5
+        backoff, lost_at = 0.5, None
         while not stop.is_set():
             conn = None
             try:
                 conn = self.connect()
                 if on_state:
                     on_state(True)
+                if lost_at is not None:
+                    log("reconnected", what=what, broker=self.connected_url,
+                        down_s=round(time.monotonic() - lost_at, 3))
+                    lost_at = None
                 backoff = 0.5
                 session(conn)
+            except TopologyMismatch as e:  # settings that differ from the declared queues: said in full, and tried
+                log("topology_mismatch", logging.ERROR, what=what, error=str(e))  # again (an operator may fix it)
             except Exception as e:  # noqa: BLE001 - broker lost, refused or failing over: connect again
                 if not stop.is_set():
                     log("broker_lost", logging.WARNING, what=what, error=f"{type(e).__name__}: {e}"[:300])
+                    lost_at = lost_at or time.monotonic()
             finally:
                 if on_state:
                     on_state(False)

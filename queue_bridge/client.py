@@ -7,7 +7,7 @@ import uuid
 
 from sonicflow_contract import ATTEMPT_HEADER, ERROR_CODE_HEADER, ERROR_MESSAGE_HEADER, REPLAYED_HEADER
 
-from .broker import Broker
+from .broker import Broker, close_quietly
 from .protocol import BROKER_REASONS, cancel_message
 from .settings import Settings
 from .topology import DEAD_KEY, JOB_KEY
@@ -17,14 +17,27 @@ class NotAccepted(Exception):
     """The broker did not take the job (unroutable, or nacked): it was NOT queued; the caller must act."""
 
 
-class BridgeClient:
-    def __init__(self, settings: Settings | None = None, declare: bool = True):
-        import pika
+class Unconfirmed(Exception):
+    """No broker node confirmed the job (each connection was lost before its confirm): it may or may not be queued.
+    Publishing the same job again is safe: its job id is the idempotency key."""
 
+
+class BridgeClient:
+    """A connection for submitting and inspecting. It starts at one node of the cluster and moves to the next when
+    its connection is lost while publishing or waiting for a result (`Broker`)."""
+
+    def __init__(self, settings: Settings | None = None, declare: bool = True):
         self.settings = settings or Settings()
         self.topology = self.settings.topology()
         self.broker = Broker(self.settings.amqp_urls, self.settings.heartbeat, "sonicflow client")
+        self.connects = 0  # connections opened: a reply queue lives only as long as the connection that made it
+        self._open(declare)
+
+    def _open(self, declare: bool = False) -> None:
+        import pika
+
         self.connection = self.broker.connect()
+        self.connects += 1
         self.channel = self.connection.channel()
         if declare:
             # Use the topology as the workers declared it (their delivery limit wins); declare it only if missing.
@@ -35,9 +48,13 @@ class BridgeClient:
                 self.topology.declare(self.channel)
         self.channel.confirm_delivery()
 
+    def _reopen(self) -> None:
+        """A new connection, through the next node first."""
+        close_quietly(self.connection)
+        self._open()
+
     def close(self):
-        if self.connection.is_open:
-            self.connection.close()
+        close_quietly(self.connection)
 
     def __enter__(self):
         return self
@@ -46,19 +63,30 @@ class BridgeClient:
         self.close()
 
     def publish_job(self, job: dict, routing_key: str = JOB_KEY, headers: dict | None = None) -> None:
-        """Publish one job; returns once the broker confirmed it (replicated to a quorum), else NotAccepted."""
+        """Publish one job; returns once the cluster confirmed it (replicated to a quorum), else NotAccepted (refused:
+        not queued) or Unconfirmed (not known). A connection lost before the confirm is tried again through the
+        next node, each node once: a copy that did arrive costs nothing, the job id being the idempotency key."""
         import pika
 
         body = json.dumps(job).encode() if isinstance(job, dict) else job
-        try:
-            self.channel.basic_publish(self.topology.jobs_exchange, routing_key, body, pika.BasicProperties(
-                delivery_mode=2, content_type="application/json", headers=headers or None,
-                message_id=job.get("job_id") if isinstance(job, dict) else None), mandatory=True)
-        except pika.exceptions.UnroutableError as e:
-            raise NotAccepted(f"unroutable: no queue is bound to {self.topology.jobs_exchange} with key "
-                              f"'{routing_key}' ({e}); the job was not queued") from e
-        except pika.exceptions.NackError as e:
-            raise NotAccepted(f"the broker refused the job ({e}); it was not queued") from e
+        props = pika.BasicProperties(delivery_mode=2, content_type="application/json", headers=headers or None,
+                                     message_id=job.get("job_id") if isinstance(job, dict) else None)
+        lost = []
+        for attempt in range(len(self.broker.urls) + 1):
+            try:
+                if attempt:
+                    self._reopen()
+                self.channel.basic_publish(self.topology.jobs_exchange, routing_key, body, props, mandatory=True)
+                return
+            except pika.exceptions.UnroutableError as e:
+                raise NotAccepted(f"unroutable: no queue is bound to {self.topology.jobs_exchange} with key "
+                                  f"'{routing_key}' ({e}); the job was not queued") from e
+            except (pika.exceptions.NackError, pika.exceptions.ChannelClosedByBroker) as e:
+                raise NotAccepted(f"the broker refused the job ({e}); it was not queued") from e
+            except (pika.exceptions.AMQPConnectionError, pika.exceptions.ChannelWrongStateError) as e:
+                lost.append(f"{type(e).__name__}: {e}"[:200])
+        raise Unconfirmed("no broker node confirmed the job (" + "; ".join(lost) + "); it may or may not be "
+                          "queued: publishing it again with the same job id is safe")
 
     def broadcast_cancel(self, job_id: str) -> None:
         """Tell every connected worker to interrupt `job_id` if it runs it (confirmed). The store's cancel marker
@@ -85,13 +113,32 @@ class BridgeClient:
                 self.channel.basic_ack(method.delivery_tag)
                 return json.loads(body)
         finally:
-            self.channel.cancel()  # unacked deliveries go back to the queue for the next call
+            if self.channel.is_open:  # (after a lost connection pika's cancel fails on its own bookkeeping)
+                self.channel.cancel()  # unacked deliveries go back to the queue for the next call
         return None
 
     def submit(self, job: dict, wait: bool = False, timeout: float = 3600.0) -> dict | None:
-        q = self.reply_queue(job["job_id"]) if wait else None
-        self.publish_job(job)
-        return self.wait_result(q, timeout) if wait else None
+        """Publish `job` (confirmed); with `wait`, return its result message (None after `timeout`). A connection
+        lost while waiting takes the private reply queue with it: the job is asked for again through another node
+        (its id makes that safe: a job that ran is answered from the ledger)."""
+        if not wait:
+            self.publish_job(job)
+            return None
+        import pika
+
+        deadline = time.monotonic() + timeout
+        for _ in range(len(self.broker.urls) + 1):
+            try:
+                connects = self.connects
+                q = self.reply_queue(job["job_id"])
+                self.publish_job(job)
+                if self.connects != connects:  # published through a new connection: its reply queue is gone
+                    continue
+                return self.wait_result(q, max(0.01, deadline - time.monotonic()))
+            except (pika.exceptions.AMQPConnectionError, pika.exceptions.ChannelWrongStateError):
+                self._reopen()
+        raise Unconfirmed(f"job {job['job_id']}: the connection was lost {len(self.broker.urls) + 1} times while "
+                          "waiting for its result; asking again with the same job id is safe")
 
     def status(self) -> dict:
         """Messages and consumers of each queue of the prefix (queues that do not exist, e.g. retry tiers the
@@ -172,4 +219,4 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-__all__ = ["BridgeClient", "NotAccepted", "new_job_id", "DEAD_KEY"]
+__all__ = ["BridgeClient", "NotAccepted", "Unconfirmed", "new_job_id", "DEAD_KEY"]

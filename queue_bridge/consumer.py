@@ -209,8 +209,8 @@ class Consumer(threading.Thread):
 
     def _session(self, connection) -> None:
         """One broker connection's life: consume until stop (then shut down cleanly) or until it is lost (raises)."""
-        if self._busy():  # a job from a lost connection: let it finish (its result goes to the ledger)
-            self.job_thread.join()
+        while self._busy():  # a job from a lost connection: let it finish (its result goes to the ledger), serving
+            connection.process_data_events(time_limit=0.5)  # this connection's heartbeats meanwhile (minutes on a GPU)
         self.connection = connection
         self.channel = connection.channel()
         self.topology.declare(self.channel)

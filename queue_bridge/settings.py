@@ -119,6 +119,9 @@ class Settings(Declared):
                                   commands=("worker",))
     delivery_limit: int = setting(5, "SONICFLOW_DELIVERY_LIMIT", "x-delivery-limit of the jobs queue (poison jobs)",
                                   commands=("worker", "api"))
+    quorum_size: int = setting(0, "SONICFLOW_QUORUM_SIZE", "replicas of each quorum queue on a RabbitMQ cluster "
+                               "(x-quorum-initial-group-size; 0: the broker's default, every node on 3.x); every "
+                               "worker and front door of a prefix must give the same", commands=("worker", "api"))
     retry_delays: tuple = setting((5.0, 30.0, 120.0, 600.0), "SONICFLOW_RETRY_DELAYS",
                                   "seconds before each retry of a retryable failure", commands=("worker", "api"),
                                   item=float)
@@ -151,4 +154,4 @@ class Settings(Declared):
         from .topology import Topology
 
         return Topology(prefix=self.prefix, delivery_limit=self.delivery_limit, retry_delays_s=self.retry_delays,
-                        results_max=self.results_max)
+                        results_max=self.results_max, quorum_size=self.quorum_size)

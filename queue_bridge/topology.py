@@ -18,7 +18,7 @@ default drop-head silently falls back to at-most-once), so a dead-lettered job i
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .logs import log
 
@@ -32,7 +32,7 @@ class Topology:
     delivery_limit: int = 5
     retry_delays_s: tuple = (5.0, 30.0, 120.0, 600.0)
     results_max: int = 10000
-    extra_queue_args: dict = field(default_factory=dict)  # e.g. {"x-quorum-initial-group-size": 3}
+    quorum_size: int = 0  # replicas of each queue (x-quorum-initial-group-size); 0: the broker's default
 
     @property
     def jobs_exchange(self): return f"{self.prefix}.jobs"
@@ -72,20 +72,23 @@ class Topology:
         return [self.jobs_exchange, self.dlx, self.retry_exchange, self.results_exchange, self.events_exchange,
                 self.control_exchange]
 
-    def _quorum(self, **args) -> dict:
-        return {"x-queue-type": "quorum", **self.extra_queue_args, **args}
+    def quorum_args(self, **args) -> dict:
+        """Arguments of a quorum queue of this topology (the front door's own results queue uses them too)."""
+        size = {"x-quorum-initial-group-size": self.quorum_size} if self.quorum_size else {}
+        return {"x-queue-type": "quorum", **size, **args}
 
     def _dead_letters_to(self, exchange: str, key: str) -> dict:
         return {"x-dead-letter-exchange": exchange, "x-dead-letter-routing-key": key,
                 "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
 
     def jobs_queue_args(self) -> dict:
-        return self._quorum(**{"x-delivery-limit": self.delivery_limit}, **self._dead_letters_to(self.dlx, DEAD_KEY))
+        return self.quorum_args(**{"x-delivery-limit": self.delivery_limit},
+                                **self._dead_letters_to(self.dlx, DEAD_KEY))
 
     def results_queue_args(self) -> dict:
         # drop-head: a full queue drops its oldest result rather than refuse the worker's publish (which would send
         # the job back to the queue); a success stays in the store's ledger, a failure in the dead-letter queue
-        return self._quorum(**{"x-max-length": self.results_max, "x-overflow": "drop-head"})
+        return self.quorum_args(**{"x-max-length": self.results_max, "x-overflow": "drop-head"})
 
     def _declare_results_queue(self, channel) -> None:
         """On a channel of its own: a queue declared by an older version without the bound makes RabbitMQ refuse
@@ -116,17 +119,17 @@ class Topology:
             channel.exchange_declare(self.results_exchange, "topic", durable=True)
             channel.exchange_declare(self.events_exchange, "topic", durable=True)
             channel.exchange_declare(self.control_exchange, "fanout", durable=True)
-            channel.queue_declare(self.dlq, durable=True, arguments=self._quorum())
+            channel.queue_declare(self.dlq, durable=True, arguments=self.quorum_args())
             channel.queue_bind(self.dlq, self.dlx, DEAD_KEY)
             # The broker dead-letters poison jobs (x-delivery-limit) without any worker seeing it. The DLQ must keep
             # them for `dlq list|replay`, so a consumer cannot take them from there: a second queue on the same
             # key gets a copy that the workers consume to publish the job's failure result.
-            channel.queue_declare(self.dlq_notify, durable=True, arguments=self._quorum())
+            channel.queue_declare(self.dlq_notify, durable=True, arguments=self.quorum_args())
             channel.queue_bind(self.dlq_notify, self.dlx, DEAD_KEY)
             channel.queue_declare(self.jobs_queue, durable=True, arguments=self.jobs_queue_args())
             channel.queue_bind(self.jobs_queue, self.jobs_exchange, JOB_KEY)
             for i, delay in enumerate(self.retry_delays_s):
-                channel.queue_declare(self.retry_queue(i), durable=True, arguments=self._quorum(
+                channel.queue_declare(self.retry_queue(i), durable=True, arguments=self.quorum_args(
                     **{"x-message-ttl": int(delay * 1000)}, **self._dead_letters_to(self.jobs_exchange, JOB_KEY)))
                 channel.queue_bind(self.retry_queue(i), self.retry_exchange, str(i))
             self._declare_results_queue(channel)
@@ -134,8 +137,10 @@ class Topology:
         except pika.exceptions.ChannelClosedByBroker as e:
             if e.reply_code == 406:
                 raise TopologyMismatch(f"{e.reply_text}. A queue or exchange of prefix '{self.prefix}' exists with "
-                                       "other settings: delete it (rabbitmqctl delete_queue NAME) once it is drained, "
-                                       "or use another --prefix") from e
+                                       "other settings: give every worker and front door of the prefix the same "
+                                       "--delivery-limit, --retry-delays and --quorum-size, or delete it "
+                                       "(rabbitmqctl delete_queue NAME) once it is drained, or use another --prefix"
+                                       ) from e
             raise
 
     def delete(self, channel) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {
-    ".engines": ("free_models", "generate"),
+    ".engines": ("generate",),
     ".options": ("GenerateOptions", "MEMORY_MODES", "SONIC_DTYPES", "option_fields"),
     ".errors": ("InputError", "MissingWeightsError", "SonicFlowError", "StorageError"),
     ".frames": ("ArrayFrames", "FrameSequence", "RenderedFrames"),

@@ -195,7 +195,7 @@ class Follower(threading.Thread):
         except pika.exceptions.ChannelClosedByBroker:
             ch = conn.channel()
             t.declare(ch)
-        ch.queue_declare(t.api_results_queue, durable=True, arguments={"x-queue-type": "quorum"})
+        ch.queue_declare(t.api_results_queue, durable=True, arguments=t.quorum_args())
         ch.queue_bind(t.api_results_queue, t.results_exchange, "result.#")
         events = ch.queue_declare("", exclusive=True, auto_delete=True,
                                   arguments={"x-message-ttl": 60000}).method.queue

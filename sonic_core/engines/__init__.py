@@ -7,19 +7,12 @@ from ..errors import InputError, MissingDependencyError, MissingWeightsError
 from ..frames import FrameSequence, RenderedFrames
 from ..options import GenerateOptions
 from ..predata import PreData
-from .sonic_weights import find_weights
+from ..model_files.locate import find_weights
 
 
-def free_models() -> bool:
-    """Release the Sonic models (GPU and CPU memory) if loaded; the next sonic run loads them again."""
-    import sys
-
-    module = sys.modules.get(__name__ + ".sonic")
-    return bool(module and module.free_models())
-
-
-def generate(pre: PreData, options: GenerateOptions | None = None, progress=None) -> FrameSequence:
-    """Return the frame sequence; its `.engine` says which engine made it and `.info['note']` why."""
+def generate(pre: PreData, options: GenerateOptions | None = None, progress=None, host=None) -> FrameSequence:
+    """Return the frame sequence; its `.engine` says which engine made it and `.info['note']` why. `host` places
+    the sonic engine's models on the device (sonic_core.engines.sonic.load_models); inside ComfyUI, its manager."""
     options = options or GenerateOptions()
     if options.engine not in ENGINES:
         raise InputError("engine", f"unknown engine {options.engine!r}", f"use one of {', '.join(ENGINES)}")
@@ -33,7 +26,7 @@ def generate(pre: PreData, options: GenerateOptions | None = None, progress=None
             note = f"auto: used the lite engine ({str(e).splitlines()[0]})"
         else:
             try:
-                frames = _sonic(pre, options, progress)
+                frames = _sonic(pre, options, progress, host)
             except MissingDependencyError as e:  # installed without the Sonic engine's libraries
                 if options.engine == "sonic":
                     raise
@@ -53,7 +46,7 @@ def generate(pre: PreData, options: GenerateOptions | None = None, progress=None
 SONIC_PACKAGES = ("torch", "diffusers", "transformers", "safetensors")
 
 
-def _sonic(pre: PreData, options: GenerateOptions, progress) -> FrameSequence:
+def _sonic(pre: PreData, options: GenerateOptions, progress, host) -> FrameSequence:
     """The sonic engine; MissingDependencyError (naming the package and the command) when one of its libraries is
     not installed, so `auto` can fall back to lite and say why."""
     import importlib
@@ -66,7 +59,7 @@ def _sonic(pre: PreData, options: GenerateOptions, progress) -> FrameSequence:
                                          "ComfyUI's Python), or pip install sonicflow") from e
     from .sonic import generate_sonic
 
-    return generate_sonic(pre, options, progress=progress)
+    return generate_sonic(pre, options, progress=progress, host=host)
 
 
 def _lite(pre: PreData, options: GenerateOptions, note: str) -> FrameSequence:

@@ -1,13 +1,18 @@
 """The `sonic` engine: PreData -> the Sonic model (sonic_core.sonic) -> a streamed frame sequence.
 
-Models are loaded once per (weights, device, dtype) and kept until `free_models()` (ComfyUI calls it when it
-needs the memory); the frames are decoded chunk by chunk as the encoder asks for them. Unless memory_mode is
-'gpu', models are loaded on the CPU and moved to the GPU by the memory plan (all at once, or per stage).
+Models are loaded once per (weights, device, dtype) and kept while the frames made with them are; the frames are
+decoded chunk by chunk as the encoder asks for them. Unless memory_mode is 'gpu', models are loaded on the CPU and
+moved to the GPU by the memory plan (all at once, or per stage), or by a host (inside ComfyUI: its model manager,
+nodes/models.py). With
+`compile` on, what torch compiled is saved beside the UNet's file after each run and loaded before the next one,
+so a new process (a restarted worker) does not compile again.
 """
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import weakref
 from typing import Iterator
 
 import cv2
@@ -17,8 +22,12 @@ from ..frames import FrameSequence
 from ..options import GenerateOptions
 from ..predata import PreData, frame_count, square_crop
 
-_cache: dict = {}
+# Weak: the models live as long as something uses them (the frames made with them, ComfyUI's output cache that holds
+# those), so when ComfyUI drops its caches (/free) the memory goes back without SonicFlow being told.
+_cache: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _lock = threading.Lock()
+WEIGHTS_LICENCE = ("SonicFlow: loaded the Sonic weights. Their licences are not SonicFlow's: Sonic CC BY-NC-SA 4.0 "
+                   "(non-commercial use only), SVD-XT the Stability AI Community License, whisper-tiny Apache-2.0")
 
 
 def _torch_setup(device: str, dtype: str):
@@ -31,41 +40,32 @@ def _torch_setup(device: str, dtype: str):
 
 
 def load_models(roots: list[str], device: str = "auto", dtype: str = "auto", interpolate: bool = True,
-                memory_mode: str = "auto"):
+                memory_mode: str = "auto", host=None):
+    """The Sonic models, loaded once per (weights, device, dtype) and kept while anything uses them (the frames
+    made with them hold them). `host`, when given, places the modules (`host.move(module, device)`): they are
+    loaded on the CPU and the host brings each to the device when a stage needs it (inside ComfyUI: its model
+    manager, which also unloads them when it needs the memory)."""
     from ..sonic.loading import load_sonic
 
     dev, dt = _torch_setup(device, dtype)
     key = (tuple(roots), str(dev), str(dt), interpolate)
     with _lock:
-        if key not in _cache:
+        models = _cache.get(key)
+        if models is None:
             _cache.clear()  # one set of Sonic weights at a time: they are several GB
-            if memory_mode == "gpu" or dev.type == "cpu":
-                _cache[key] = load_sonic(roots, device=dev, dtype=dt, load_rife_model=interpolate)
-            else:  # a small GPU may not hold every model at once: the plan moves them there
+            if host is None and (memory_mode == "gpu" or dev.type == "cpu"):
+                models = load_sonic(roots, device=dev, dtype=dt, load_rife_model=interpolate)
+            else:  # a small GPU may not hold every model at once, or ComfyUI places them: the plan moves them
                 models = load_sonic(roots, device="cpu", dtype=dt, load_rife_model=interpolate)
                 models.device = dev
                 if models.face_detector is not None:  # small (85 MB): it stays on the device
                     models.face_detector.model.to(dev)
                     models.face_detector.device = dev
-                _cache[key] = models
-        return _cache[key]
-
-
-def free_models() -> bool:
-    """Drop the loaded models (and their GPU memory). True when something was freed."""
-    from ..sonic.pipeline import release_compiled
-
-    with _lock:
-        had = bool(_cache)
-        _cache.clear()
-        release_compiled()
-    if had:
-        import torch
-
-        logging.getLogger("sonicflow").info("SonicFlow: released the Sonic models")
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    return had
+            logging.getLogger("sonicflow").info(WEIGHTS_LICENCE)
+            weakref.finalize(models, logging.getLogger("sonicflow").info, "SonicFlow: released the Sonic models")
+            _cache[key] = models
+        models.move = host.move if host is not None else None
+        return models
 
 
 class SonicFrames(FrameSequence):
@@ -77,16 +77,33 @@ class SonicFrames(FrameSequence):
         self._models, self._latents, self._params, self._paste = models, latents, params, paste
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        from ..sonic.pipeline import iter_frames
+        from ..sonic.decoding import iter_frames
 
         last, i = None, 0
         for last in iter_frames(self._models, self._latents, self._params):
             if i == self.n_frames:
-                return
+                break
             yield self._paste(last)
             i += 1
+        _save_compiled(self._models, self._params)
         for _ in range(i, self.n_frames):
             yield self._paste(last)
+
+
+def _compile_cache(models) -> str:
+    from ..sonic.compiling import compile_cache_path
+
+    return compile_cache_path(os.path.dirname(os.path.abspath(models.paths["unet"])), models.device)
+
+
+def _save_compiled(models, params) -> None:
+    """After compiled work: keep what was compiled for the next process (no-op when nothing new was compiled)."""
+    from ..sonic.compiling import save_compile_cache
+
+    if params.compile:
+        path = _compile_cache(models)
+        if save_compile_cache(path):
+            logging.getLogger("sonicflow").info("SonicFlow: compiled kernels saved to %s", path)
 
 
 def _paste_back(image: np.ndarray, crop: tuple[int, int, int, int]):
@@ -115,16 +132,18 @@ def sampler_params(options: GenerateOptions):
     return SonicParams(inference_steps=options.inference_steps, dynamic_scale=options.dynamic_scale,
                        motion_scale=options.motion_scale, seed=options.seed, ip_audio_scale=options.ip_audio_scale,
                        interpolate=options.interpolate, memory_mode=options.memory_mode,
-                       vram_budget_gb=options.vram_budget_gb, compile=options.compiled)
+                       vram_budget_gb=options.vram_budget_gb, compile=options.compiled, noise=options.noise)
 
 
-def generate_sonic(pre: PreData, options: GenerateOptions, progress=None) -> SonicFrames:
+def generate_sonic(pre: PreData, options: GenerateOptions, progress=None, host=None) -> SonicFrames:
     """options.crop_face=False animates the whole picture, as the official demo.py does without --crop."""
-    from ..sonic.pipeline import detect_official, generated_frames, image_inputs, resolve_memory, sample_latents
+    from ..sonic.compiling import load_compile_cache
+    from ..sonic.pipeline import detect_official, image_inputs, resolve_memory
+    from ..sonic.sampler import generated_frames, sample_latents
 
     params = sampler_params(options)
     roots = list(options.weight_roots)
-    models = load_models(roots, options.device, options.dtype, params.interpolate, params.memory_mode)
+    models = load_models(roots, options.device, options.dtype, params.interpolate, params.memory_mode, host)
     h, w = pre.image.shape[:2]
     f = pre.face
     box = detect_official(models, pre.image)
@@ -140,8 +159,12 @@ def generate_sonic(pre: PreData, options: GenerateOptions, progress=None) -> Son
     inputs = image_inputs(cropped, inner, pre.min_resolution)
     samples = pre.audio.mono_at(16000)
     # planned once, so that sampling and decoding follow the same plan
-    params, plan = resolve_memory(models, inputs.size, generated_frames(len(samples)), params)
+    params = resolve_memory(models, inputs.size, generated_frames(len(samples)), params)
+    if params.compile:
+        load_compile_cache(_compile_cache(models))
     latents = sample_latents(models, inputs, samples, params, progress)
+    _save_compiled(models, params)
+    plan = params.plan
     info = {"engine": "sonic", "params": {**options.common_params(), **options.sonic_params()},
             "dtype": str(models.dtype), "device": str(models.device), "crop": list(crop), "memory": plan.info(),
             "face_found": pre.face_found, "note": "sonic engine" + (f" ({plan.note})" if plan.note else "")}

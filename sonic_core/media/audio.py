@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import av
 import numpy as np
 from scipy.signal import resample_poly
 
@@ -73,6 +72,8 @@ def _too_large(input_name: str, why: str) -> InputError:
 
 def load_audio(path: str, input_name: str = "audio") -> Audio:
     """Decode the first audio stream of a wav, mp3, flac, ogg or m4a file, or of an mp4/mov/webm video."""
+    import av  # here, not at the top: the Sonic engine's model side (and its GPU benchmarks) imports Audio, not PyAV
+
     if not os.path.isfile(path):
         raise InputError(input_name, f"file not found: {path}", "pick an existing file from the input folder")
     fix = "use a speech recording in wav, mp3, flac, ogg or m4a, or a video with a sound track"

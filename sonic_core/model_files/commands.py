@@ -13,7 +13,7 @@ import shlex
 import shutil
 from dataclasses import dataclass
 
-from ..engines.sonic_weights import locate_weights
+from .locate import locate_weights
 from .fetch import PART, DownloadError, fetch, human, session, sha256_of
 from .manifest import MANIFEST, ModelFile, base_url, licences_line
 

@@ -1,6 +1,6 @@
 """Every file the Sonic engine needs: where it comes from, where it goes in each layout, its size, sha256 and licence.
 
-The one declaration of these paths: `sonic_core.engines.sonic_weights` derives what it looks for from here.
+The one declaration of these paths: `sonic_core.model_files.locate` derives what it looks for from here.
 
 Sizes and sha256 are the published ones; None where none was found (then the size is taken from the server and the
 file is not hashed). Small JSON configs are plain git files on `main` that upstream may edit, so they carry none.
@@ -26,7 +26,7 @@ REVISION = "main"
 
 @dataclass(frozen=True)
 class Source:
-    name: str      # the key sonic_weights' messages use
+    name: str      # the key locate' messages use
     title: str     # how the licence line names it
     repo: str      # Hugging Face model repo
     folder: str    # where its files go in the official checkpoints/ layout ("" = the folder itself)
@@ -48,7 +48,7 @@ SOURCES = (SONIC, SVD, WHISPER)
 
 @dataclass(frozen=True)
 class ModelFile:
-    part: str                 # the model it belongs to (sonic_weights' names; "svd" = VAE + image encoder)
+    part: str                 # the model it belongs to (locate' names; "svd" = VAE + image encoder)
     source: Source
     path: str                 # path in the repo
     size: int | None          # bytes
@@ -76,7 +76,7 @@ class ModelFile:
         return f"{base}/{self.source.repo}/resolve/{REVISION}/{quote(self.path)}"
 
 
-# The first file of each part is the one sonic_weights looks for (whisper: its config.json, the folder's marker).
+# The first file of each part is the one locate looks for (whisper: its config.json, the folder's marker).
 MANIFEST = (
     ModelFile("unet", SONIC, "Sonic/unet.pth", 6_303_636_358,
               "2fb0b0b8fe07232f9c4e8af4ce64fc3b33593bf6dfd7c840b60585dc6017128b", "unet.pth"),

@@ -2,7 +2,7 @@
 
 `AudioProjModel` (audio2token.pth) turns 10 whisper tokens x 5 hidden states x 384 channels around one video
 frame into 32 context tokens of 1024 channels; `Audio2bucketModel` (audio2bucket.pth) turns 50 tokens of the last
-hidden state plus the CLIP image embedding into two motion-bucket scalars (sonic-reference.md 1.5).
+hidden state plus the CLIP image embedding into two motion-bucket scalars (the official src/models/audio_adapter/audio_proj.py).
 """
 from __future__ import annotations
 

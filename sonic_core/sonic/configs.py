@@ -1,4 +1,4 @@
-"""The real configurations of the models Sonic builds on (sonic-reference.md 1.7, 1.8, 2.2).
+"""The real configurations of the models Sonic builds on (SVD-XT's UNet, VAE and image encoder; whisper-tiny).
 
 They are used when a weight folder carries no config of its own: ComfyUI_Sonic's layout has unet.pth and a
 single-file svd_xt*.safetensors, but no diffusers folder. A diffusers folder's own config.json files win.
@@ -77,7 +77,7 @@ SVD_XT_SCHEDULER = {
     "use_karras_sigmas": True,
 }
 
-# Sonic's fixed adapter sizes (sonic-reference.md 1.5): they hard-code whisper-tiny's 384 channels and 5 hidden states.
+# Sonic's fixed adapter sizes: they hard-code whisper-tiny's 384 channels and 5 hidden states.
 AUDIO2TOKEN = dict(seq_len=10, blocks=5, channels=384, intermediate_dim=1024, output_dim=1024, context_tokens=32)
 AUDIO2BUCKET = dict(seq_len=50, blocks=1, channels=384, clip_channels=1024, intermediate_dim=1024, output_dim=1,
                     context_tokens=2)

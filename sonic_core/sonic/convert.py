@@ -7,7 +7,7 @@ import os
 
 import torch
 
-from ..engines.sonic_weights import locate_weights, missing_message
+from ..model_files.locate import locate_weights, missing_message
 from ..errors import MissingWeightsError
 from .loading import read_state_dict
 

@@ -1,6 +1,6 @@
 """Load Sonic's official files unchanged and strictly, from either layout, with one clear message on failure.
 
-Layouts (found by `sonic_core.engines.sonic_weights.find_weights`):
+Layouts (found by `sonic_core.model_files.locate.find_weights`):
   * official `checkpoints/`: Sonic/{unet,audio2token,audio2bucket}.pth, RIFE/flownet.pkl, yoloface_v5m.pt,
     whisper-tiny/, stable-video-diffusion-img2vid-xt/ (a diffusers folder: vae/, image_encoder/, and the unet/ and
     scheduler/ configs);
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..engines.sonic_weights import SVD_DIR, WHERE_TO_GET, SonicWeights, locate_weights, missing_message
+from ..model_files.locate import SVD_DIR, WHERE_TO_GET, SonicWeights, locate_weights, missing_message
 from ..errors import MissingWeightsError
 from . import configs
 
@@ -339,6 +339,7 @@ class SonicModels:
     paths: dict                    # what was loaded from where
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
+    move: object = None            # move(module, device): who places modules (None: module.to; ComfyUI: its manager)
 
 
 def resolve(roots: list[str] | str) -> SonicWeights:

@@ -3,7 +3,7 @@
 flownet.pkl holds the IFNet state dict with every key prefixed by `module.` (a DataParallel save). Three IFBlocks
 refine the flow coarse to fine (scales 4, 2, 1); a fourth, `block_tea`, is the training-time teacher: it is in
 the checkpoint (so it is built, to load strictly) but never run. Sonic inserts one middle frame between every
-pair: `middle(f0, f1)` is merged[2] of the forward below (sonic-reference.md 1.11).
+pair: `middle(f0, f1)` is merged[2] of the forward below (as the official pipeline interpolates).
 """
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
-"""Sonic's face detector: the TorchScript YOLOv5m-face in yoloface_v5m.pt, run as the official code runs it
-(sonic-reference.md 1.2): short side to 416, both sides rounded up to a multiple of 32 (independent x/y scale,
-no letterbox), bilinear resize, RGB in [0, 1]; the model takes (img, grids) and returns (1, N, 16) rows
-[cx, cy, w, h, obj, 5 x (x, y), cls] in resized pixels; confidence = obj * cls > 0.5, NMS at IoU 0.45; boxes
-scaled back and returned as [x, y, w, h].
+"""Sonic's face detector: the TorchScript YOLOv5m-face in yoloface_v5m.pt, run as the official code runs it: short
+side to 416, both sides rounded up to a multiple of 32 (independent x/y scale, no letterbox), bilinear resize, RGB
+in [0, 1]; the model takes (img, grids) and returns (1, N, 16) rows [cx, cy, w, h, obj, 5 x (x, y), cls] in
+resized pixels; confidence = obj * cls > 0.5, NMS at IoU 0.45; boxes scaled back and returned as [x, y, w, h].
 """
 from __future__ import annotations
 

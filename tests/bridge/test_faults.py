@@ -1,4 +1,4 @@
-"""Fault tests T1-T7 (shared/specs/queue-and-performance-reference.md Part A3): worker SIGKILL, broker restart,
+"""Fault tests T1-T7 (after the Jepsen RabbitMQ tests' design: a history of attempts, a final drain, lost / unexpected / duplicated): worker SIGKILL, broker restart,
 ComfyUI crash, long jobs vs heartbeats, timeouts, poison jobs, unroutable publishes. Each ends with its own
 Jepsen-style history check; test_zz_history.py checks the whole session (T8)."""
 from __future__ import annotations

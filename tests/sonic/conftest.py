@@ -10,7 +10,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY_CONFIG = os.path.join(ROOT, "tests", "data", "sonic_tiny_config")
 TINY_SVD_CONFIG = os.path.join(TINY_CONFIG, "stable-video-diffusion-img2vid-xt")
-SPECS = os.path.join(ROOT, "tests", "data")  # copies of shared/specs/sonic_unet_*_keys.tsv
+SPECS = os.path.join(ROOT, "tests", "data")  # sonic_unet_*_keys.tsv: the official unet.pth's keys
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
-"""The sonic engine inside a real ComfyUI: weights found in models/sonic, the template runs on them, and the
-models are released when ComfyUI frees memory (POST /free)."""
+"""The sonic engine inside a real ComfyUI: weights found in models/sonic, the template runs on them with ComfyUI's
+model manager placing the modules, the weights' licences are logged at their first load, and the models are
+released when ComfyUI frees memory (POST /free drops its caches)."""
 from __future__ import annotations
 
 import os
@@ -39,6 +40,9 @@ def test_template_runs_on_the_sonic_engine_and_frees_on_request(sonic_comfy, tmp
     assert prov["engine"] == "sonic" and "Sonic weights found" in prov["note"]
     assert info.n_frames == 25 and (info.width, info.height) == (512, 512)  # pasted back onto the full portrait
 
+    # ComfyUI's own model manager placed the engine's modules (no SonicFlow code patched into it)
+    log = server.log_tail(400)
+    assert "Requested to load UNetSpatioTemporalConditionModel" in log and "CC BY-NC-SA 4.0" in log
     comfy.http.post(server.url + "/free", json={"unload_models": True, "free_memory": True}).raise_for_status()
     deadline = time.monotonic() + 60
     while "released the Sonic models" not in server.log_tail(200):

@@ -9,7 +9,7 @@ import sys
 import torch
 from safetensors import safe_open
 
-from sonic_core.engines.sonic_weights import find_weights
+from sonic_core.model_files.locate import find_weights
 from sonic_core.sonic.loading import load_unet, read_state_dict
 
 

@@ -1,5 +1,6 @@
-"""The memory planner (fake sizes), the stage placement (a fake device recorder), offload = gpu bit for bit at the
-tiny size on the CPU, free_models after an offloaded run, and torch.compile'd UNet = eager."""
+"""The memory planner (fake sizes), the stage placement (a fake device recorder), offload = gpu bit for bit and
+lowvram = gpu within the CPU kernels' rounding at the tiny size on the CPU, models released when nothing holds them, and
+torch.compile'd UNet = eager."""
 from __future__ import annotations
 
 import json
@@ -31,31 +32,33 @@ def test_80gb_keeps_everything_on_the_gpu_at_the_official_chunk():
     assert (plan.mode, plan.decode_chunk, plan.note) == ("gpu", 8, "")
 
 
-def test_8gb_offloads():
-    plan = plan_memory(FULL, SIZE, 2, 8 * GIB, 62)
-    assert plan.mode == "offload"
+def test_9gb_offloads_the_models_and_keeps_the_batched_guidance():
+    plan = plan_memory(FULL, SIZE, 2, 9 * GIB, 62)
+    assert (plan.mode, plan.placement, plan.branches_per_call, plan.stores_on_device) == ("offload", "offload", 3, True)
     assert plan.stage_bytes["sampling"] < stage_bytes(FULL, SIZE, 2, 62, "gpu", 8)["sampling"] - 1.5e9
 
 
-def test_2gb_lowers_the_decode_chunk_and_says_so():
-    plan = plan_memory(FULL, SIZE, 2, 2 * GIB, 62)
-    assert plan.mode == "offload"
-    assert 1 <= plan.decode_chunk < 8
-    assert plan.stage_bytes["decode"] <= plan.budget_bytes
-    assert "deviate slightly from the official" in plan.note
-    assert "may run out of GPU memory" in plan.note  # the UNet alone is larger than 2 GB
-    bigger = stage_bytes(FULL, SIZE, 2, 62, "offload", plan.decode_chunk + 1)["decode"]
-    assert bigger > plan.budget_bytes  # the largest chunk that fits
+@pytest.mark.parametrize("budget_gib", [6, 8])
+def test_small_budgets_run_the_guidance_branches_one_after_the_other(budget_gib):
+    """60 s of audio (750 frames) at 512x512: the goal budgets of issue #13 plan the low-VRAM path, at the official
+    decode chunk, with an estimated peak inside the budget."""
+    plan = plan_memory(FULL, SIZE, 2, budget_gib * GIB, 750)
+    assert (plan.mode, plan.placement, plan.branches_per_call, plan.decode_chunk) == ("lowvram", "offload", 1, 8)
+    assert plan.peak_bytes <= plan.budget_bytes and plan.note == ""
+    batched = stage_bytes(FULL, SIZE, 2, 750, "offload", 8)["sampling"]
+    assert plan.stage_bytes["sampling"] < batched - 3e9  # two thirds of 4.6 GB of UNet activations
 
 
-def test_forced_modes_and_no_gpu():
-    assert plan_memory(FULL, SIZE, 2, 80 * GIB, 62, mode="offload").mode == "offload"
-    forced = plan_memory(FULL, SIZE, 2, 8 * GIB, 62, mode="gpu")
-    assert forced.mode == "gpu" and "may run out" in forced.note
-    cpu = plan_memory(FULL, SIZE, 4, None, 62)
-    assert (cpu.mode, cpu.decode_chunk, cpu.budget_bytes) == ("gpu", 8, None)
-    with pytest.raises(ValueError):
-        plan_memory(FULL, SIZE, 2, None, 62, mode="cuda")
+def test_long_audio_keeps_its_per_frame_stores_on_the_cpu_before_giving_up_the_gpu_mode():
+    hour = 45_000  # generated frames: 12.5 per second
+    assert memory.store_bytes_per_frame(SIZE, 2) == 4 * 64 * 64 * 4 + 32 * 1024 * 2
+    roomy = plan_memory(FULL, SIZE, 2, 24 * GIB, hour)
+    assert (roomy.mode, roomy.stores_on_device) == ("gpu", True)
+    tight = plan_memory(FULL, SIZE, 2, 12 * GIB, hour)
+    assert (tight.mode, tight.stores_on_device) == ("gpu", False)
+    # what grows with the audio is only the stores (and only where they are kept)
+    short, long_ = (stage_bytes(FULL, SIZE, 2, n, "gpu", 8, stores_on_device=False) for n in (62, hour))
+    assert long_["sampling"] == short["sampling"]
 
 
 def test_smaller_sizes_and_fp32_scale_the_estimates():
@@ -68,7 +71,7 @@ def test_smaller_sizes_and_fp32_scale_the_estimates():
 
 def test_plan_info_is_json():
     info = plan_memory(FULL, SIZE, 2, 2 * GIB, 62).info()
-    assert json.loads(json.dumps(info))["mode"] == "offload" and "note" in info
+    assert json.loads(json.dumps(info))["mode"] == "lowvram" and info["stores"] == "cpu" and "note" in info
 
 
 # ------------------------------------------------------------------------------------------------ placement
@@ -82,7 +85,7 @@ class _Recorder:
 
 def _fake_models(log, rife=True):
     names = memory.MOVABLE
-    m = SimpleNamespace(**{n: _Recorder(n, log) for n in names}, device="cuda:0")
+    m = SimpleNamespace(**{n: _Recorder(n, log) for n in names}, device="cuda:0", move=_move)
     if not rife:
         m.rife = None
     return m
@@ -99,7 +102,7 @@ def test_offload_schedule_keeps_only_the_stage_models_on_the_device(rife):
     models = _fake_models(log, rife)
     for stage in ("conditioning", "sampling", "decode"):
         log.clear()
-        place(models, stage, "offload", move=_move)
+        place(models, stage, "offload")
         on_device = {n for n in memory.MOVABLE if getattr(models, n) is not None and getattr(models, n).where != "cpu"}
         assert on_device == {n for n in memory.STAGES[stage] if getattr(models, n) is not None}
         # models leave before others arrive, so their memory is free first
@@ -112,7 +115,7 @@ def test_offload_schedule_keeps_only_the_stage_models_on_the_device(rife):
 def test_gpu_schedule_puts_everything_on_the_device():
     log = []
     models = _fake_models(log)
-    place(models, "conditioning", "gpu", move=_move)
+    place(models, "conditioning", "gpu")
     assert {n for n, d in log if d == "cuda:0"} == set(memory.MOVABLE) and not any(d == "cpu" for _, d in log)
     assert stage_moves("sampling", "gpu") == ((), memory.MOVABLE)
     with pytest.raises(ValueError):
@@ -152,56 +155,101 @@ def tiny_inputs(tiny_models):
 
 
 def _run(models, inputs, **kw):
-    from sonic_core.sonic.pipeline import SonicParams, iter_frames, sample_latents
+    from sonic_core.sonic.decoding import iter_frames
+    from sonic_core.sonic.pipeline import SonicParams
+    from sonic_core.sonic.sampler import sample_latents
 
     p = SonicParams(inference_steps=1, seed=7, **kw)
     latents = sample_latents(models, inputs[0], inputs[1], p)
     return latents, np.stack(list(iter_frames(models, latents, p)))
 
 
-def test_offload_equals_gpu_bit_for_bit(tiny_models, tiny_inputs):
-    lat_gpu, frames_gpu = _run(tiny_models, tiny_inputs, memory_mode="gpu")
+@pytest.fixture(scope="module")
+def gpu_mode_run(tiny_models, tiny_inputs):
+    return _run(tiny_models, tiny_inputs, memory_mode="gpu")
+
+
+def test_offload_equals_gpu_bit_for_bit(tiny_models, tiny_inputs, gpu_mode_run):
+    lat_gpu, frames_gpu = gpu_mode_run
     lat_off, frames_off = _run(tiny_models, tiny_inputs, memory_mode="offload")
     assert torch.equal(lat_gpu, lat_off)
     assert np.array_equal(frames_gpu, frames_off)
 
 
-def test_engine_offload_then_free_models(tiny_root):
+def test_lowvram_equals_gpu_within_the_cpu_kernels_rounding(tiny_models, tiny_inputs, gpu_mode_run):
+    """The three guidance branches one after the other: the same arithmetic on 25 frames instead of 75, which the
+    CPU's convolution and matrix kernels block differently, so the last bits of the UNet output may differ: by
+    under 1e-5 here, the official code's own spread between 1 and 2 threads (tests/data/sonic_golden/README.md).
+    Guidance multiplies a UNet difference by up to 14 and a step scales it by sigma (700 at the first): the
+    latents are compared at the golden tests' tolerance, the frames to one level."""
+    from sonic_core.sonic.unet import unet_forward
+
+    args = _window(tiny_models, seed=2)
+    with torch.no_grad():
+        batched = unet_forward(*args)
+        one_by_one = torch.cat([unet_forward(args[0], args[1][b:b + 1], args[2], args[3][25 * b:25 * (b + 1)],
+                                             args[4][25 * b:25 * (b + 1)], args[5][b:b + 1], args[6], 1.0)
+                                for b in range(3)])
+    assert (one_by_one - batched).abs().max().item() <= 1e-5
+    lat_gpu, frames_gpu = gpu_mode_run
+    lat_low, frames_low = _run(tiny_models, tiny_inputs, memory_mode="lowvram")
+    torch.testing.assert_close(lat_low, lat_gpu, atol=1e-3, rtol=1e-4)
+    assert np.abs(frames_low.astype(int) - frames_gpu).max() <= 1
+
+
+def test_models_live_while_their_frames_do_and_a_host_places_them(tiny_root):
+    """An offloaded run through a host that records each move (what ComfyUI's model manager does inside ComfyUI);
+    the models stay cached while the frames made with them live, and go (memory back) when nothing holds them."""
+    import gc
+
+    from sonic_core.engines import generate
     from sonic_core.engines import sonic as engine
-    from sonic_core.engines import free_models, generate
-    from sonic_core.options import GenerateOptions
     from sonic_core.media.audio import load_audio
     from sonic_core.media.image import load_image
+    from sonic_core.options import GenerateOptions
     from sonic_core.predata import prepare
+
+    class Host:
+        def __init__(self):
+            self.moves = []
+
+        def move(self, module, device):
+            self.moves.append((type(module).__name__, str(device)))
+            module.to(device)
 
     golden = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "sonic_golden")
     pre = prepare(load_image(os.path.join(golden, "input_image.png")),
                   load_audio(os.path.join(golden, "input_audio.wav")), min_resolution=64, duration=2.0)
     options = GenerateOptions(engine="sonic", inference_steps=1, weight_roots=(tiny_root,), device="cpu",
                               memory_mode="offload", vram_budget_gb=4.0)
-    frames = generate(pre, options)
+    host = Host()
+    frames = generate(pre, options, host=host)
     first = list(frames)
     assert frames.info["memory"]["mode"] == "offload" and len(first) == len(frames)
-    assert engine._cache and free_models() and not engine._cache
-    again = list(generate(pre, options.replace(memory_mode="gpu")))
-    # reloaded weights sit at other addresses, which can change the CPU kernels' last bits
-    assert max(int(np.abs(a.astype(int) - b).max()) for a, b in zip(first, again)) <= 2
-    assert free_models() and not free_models()
+    moved = {name for name, _ in host.moves}
+    assert {"UNetSpatioTemporalConditionModel", "AutoencoderKLTemporalDecoder"} <= moved  # the host did the moving
+    again = generate(pre, options.replace(memory_mode="gpu"))
+    assert again._models is frames._models  # cached while in use: not loaded twice
+    assert max(int(np.abs(a.astype(int) - b).max()) for a, b in zip(first, list(again))) <= 2
+    del frames, again
+    gc.collect()
+    assert not engine._cache  # nothing holds them: released
 
 
 def test_plan_from_real_models_on_the_cpu(tiny_models):
     from sonic_core.sonic.pipeline import SonicParams, resolve_memory
 
-    p, plan = resolve_memory(tiny_models, (64, 64), 25, SonicParams(memory_mode="offload", vram_budget_gb=1.0))
+    plan = resolve_memory(tiny_models, (64, 64), 25, SonicParams(memory_mode="offload", vram_budget_gb=1.0)).plan
     assert isinstance(plan, MemoryPlan) and plan.budget_bytes is None  # no GPU: nothing to plan
-    assert (p.memory_mode, p.decode_chunk) == ("offload", 8)
-    assert resolve_memory(tiny_models, (64, 64), 25, SonicParams())[0].memory_mode == "gpu"
+    assert (plan.mode, plan.decode_chunk) == ("offload", 8)
+    assert resolve_memory(tiny_models, (64, 64), 25, SonicParams()).plan.mode == "gpu"
 
 
 # ------------------------------------------------------------------------------------------- torch.compile
 
 def test_unet_runner_modes():
-    from sonic_core.sonic.pipeline import release_compiled, unet_forward, unet_runner
+    from sonic_core.sonic.compiling import release_compiled, unet_runner
+    from sonic_core.sonic.unet import unet_forward
 
     assert unet_runner(False) is unet_forward
     assert unet_runner(True) is unet_runner("default") is not unet_forward
@@ -236,8 +284,8 @@ def test_compiled_unet_forward_matches_eager_graph_capture(tiny_models):
 @pytest.mark.slow
 def test_compiled_pipeline_matches_eager(tiny_models, tiny_inputs):
     """The real path (inductor, generated C++): minutes on 2 CPU cores when its cache is cold."""
-    from sonic_core.sonic import pipeline as P
-    from sonic_core.sonic.pipeline import release_compiled, unet_runner
+    from sonic_core.sonic import compiling as C
+    from sonic_core.sonic.compiling import release_compiled, unet_runner
     from sonic_core.sonic.unet import unet_forward
 
     args = _window(tiny_models, seed=1)
@@ -246,7 +294,7 @@ def test_compiled_pipeline_matches_eager(tiny_models, tiny_inputs):
     eager, eager_frames = _run(tiny_models, tiny_inputs, memory_mode="gpu")
     compiled, frames = _run(tiny_models, tiny_inputs, memory_mode="gpu", compile=True)
     # the full decode chunks went through the compiled VAE decoder (the last, shorter one runs eagerly)
-    assert (P._vae_decode, "default") in P._compiled
+    assert (C._vae_decode, "default") in C._compiled
     release_compiled()
     # guidance (u + 2(a - u) + 7.5(c - a)) multiplies a UNet difference by up to 14
     assert (compiled - eager).abs().max().item() <= 14e-4

@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from .conftest import TINY_SVD_CONFIG
-
 
 @pytest.fixture(scope="module")
 def models(tiny_root):
@@ -106,7 +104,7 @@ def test_unet_forward_with_audio_and_mask(models):
 
 
 def test_audio_features_shapes_as_the_spec_trace(models):
-    """sonic-reference.md 1.12: 2.5 s of a 220 Hz tone -> (1,134,5,384), (1,174,1,384), audio_len 62, 31 frames."""
+    """The official code's shapes for 2.5 s of a 220 Hz tone: (1,134,5,384), (1,174,1,384), audio_len 62, 31 frames."""
     from sonic_core.sonic.audio import audio_conditioning, audio_features
 
     t = np.arange(40000) / 16000
@@ -117,16 +115,19 @@ def test_audio_features_shapes_as_the_spec_trace(models):
     assert f.prompts[:, :4].abs().sum() == 0 and f.prompts[:, -6:].abs().sum() == 0
     assert f.last_prompts[:, :24].abs().sum() == 0 and f.last_prompts[:, -26:].abs().sum() == 0
     torch.testing.assert_close(f.prompts[:, 4:-6, 4], f.last_prompts[:, 24:-26, 0])  # last hidden state = final
-    assert f.token_clip(3).shape == (1, 1, 10, 5, 384) and f.bucket_clip(3).shape == (1, 1, 50, 1, 384)
+    assert f.token_clips(3, 5).shape == (1, 2, 10, 5, 384) and f.bucket_clips(3, 5).shape == (1, 2, 50, 1, 384)
     emb = torch.randn(1, 1024, generator=torch.Generator().manual_seed(3))
     cond = audio_conditioning(f, models.audio2token, models.audio2bucket, emb, batch=8)
     assert cond.cond.shape == (31, 32, 1024) and cond.motion_buckets.shape == (31, 2, 1)
-    with torch.no_grad():  # the official per-frame loop
+    with torch.no_grad():  # the official per-frame loop and slices
         for i in (0, 17, 30):
-            clip = f.token_clip(i)
+            clip = f.prompts[:, 4 * i:4 * i + 10].unsqueeze(0)
+            assert torch.equal(f.token_clips(i, i + 1), clip)
             torch.testing.assert_close(cond.cond[i], models.audio2token(clip)[0, 0], rtol=1e-5, atol=1e-5)
-            torch.testing.assert_close(cond.uncond[i], models.audio2token(torch.zeros_like(clip))[0, 0])
-            mb = models.audio2bucket(f.bucket_clip(i), emb) * 16 + 16
+            torch.testing.assert_close(cond.uncond, models.audio2token(torch.zeros_like(clip))[0, 0])
+            bucket_clip = f.last_prompts[:, 4 * i:4 * i + 50].unsqueeze(0)
+            assert torch.equal(f.bucket_clips(i, i + 1), bucket_clip)
+            mb = models.audio2bucket(bucket_clip, emb) * 16 + 16
             torch.testing.assert_close(cond.motion_buckets[i], mb[0, 0], rtol=1e-5, atol=1e-5)
 
 

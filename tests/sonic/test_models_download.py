@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import pytest
 
-from sonic_core.engines.sonic_weights import FILES, WHERE_TO_GET, find_weights, locate_weights
+from sonic_core.model_files.locate import FILES, WHERE_TO_GET, find_weights, locate_weights
 from sonic_core.model_files import commands
 from sonic_core.model_files.fetch import MAX_RESUMES, DownloadError
 from sonic_core.model_files.manifest import MANIFEST, SVD, licences_line
@@ -63,7 +63,7 @@ def test_manifest_declares_each_file_once_with_its_source_and_licence():
         assert (f.size is None) == (f.sha256 is None)  # the weights carry both; the small JSON configs neither
     for layout in ("official", "comfyui"):
         assert len({f.dest(layout) for f in MANIFEST}) == len(MANIFEST)
-    # sonic_weights derives what it looks for from the manifest: the same names as before it did
+    # locate derives what it looks for from the manifest: the same names as before it did
     assert FILES == {
         "unet": ("Sonic/unet.pth", "unet.pth", "sonic"),
         "audio2token": ("Sonic/audio2token.pth", "audio2token.pth", "sonic"),

@@ -9,7 +9,7 @@ import pytest
 
 from sonic_core.engines import generate
 from sonic_core.options import GenerateOptions
-from sonic_core.engines.sonic_weights import find_weights
+from sonic_core.model_files.locate import find_weights
 from sonic_core.errors import InputError, MissingWeightsError
 from sonic_core.media.audio import load_audio
 from sonic_core.media.image import load_image

@@ -100,10 +100,25 @@ def crossings(root: str = ROOT) -> list[str]:
     return found
 
 
-def cycles(root: str = ROOT) -> list[list[str]]:
-    """Strongly connected groups of modules importing each other (Tarjan)."""
+def folder_of(module: str, known: dict) -> str | None:
+    """The subfolder (package below a part's top, e.g. sonic_core.engines) a module lives in; None for a part's top
+    folder, which holds the shared leaves (errors, options...) and the entry points that use the subfolders."""
+    package = module if known[module].endswith("__init__.py") else module.rsplit(".", 1)[0]
+    return package if package.count(".") >= 1 else None
+
+
+def cycles(root: str = ROOT, folders: bool = False) -> list[list[str]]:
+    """Strongly connected groups of modules (or of subfolders) importing each other (Tarjan)."""
     known = project_modules(root)
     graph = {m: {t for t in imports_of(m, p, known)[1] if t in known and t != m} for m, p in known.items()}
+    if folders:
+        grouped: dict = {}
+        for m, targets in graph.items():
+            a = folder_of(m, known)
+            if a is None:
+                continue
+            grouped.setdefault(a, set()).update(b for t in targets if (b := folder_of(t, known)) not in (None, a))
+        graph = {f: {t for t in ts if t in grouped} for f, ts in grouped.items()}
     index, low, stack, on, out = {}, {}, [], set(), []
 
     def visit(v):
@@ -138,8 +153,9 @@ def test_parts_import_only_what_the_architecture_allows():
     assert not found, "imports across docs/architecture.md's boundaries:\n" + "\n".join(found)
 
 
-def test_no_import_circles():
+def test_no_import_circles_between_modules_or_folders():
     assert cycles() == []
+    assert cycles(folders=True) == []
 
 
 def test_no_source_file_over_500_lines_and_thin_nodes():
@@ -182,3 +198,21 @@ def test_a_circle_is_seen(tmp_path):
     root = _plant(tmp_path, {"queue_bridge/a.py": "from .b import x\n", "queue_bridge/b.py": "def f():\n    from . import a\n",
                              "queue_bridge/c.py": "from .a import y\n"})
     assert cycles(root) == [["queue_bridge.a", "queue_bridge.b"]]
+    root = _plant(tmp_path / "f", {"sonic_core/engines/a.py": "from ..media import x\n",
+                                   "sonic_core/media/b.py": "from ..engines import a\n"})
+    assert cycles(root, folders=True) == [["sonic_core.engines", "sonic_core.media"]]
+
+
+def test_the_repository_stands_alone():
+    """Nothing tracked points outside the repository (the team's notes beside it) or names a path of the machine it
+    was developed on."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    outside = ("../shared", "shared/specs", "shared/design", "sonic-reference.md", "/work/", "/root/")
+    found = []
+    for rel in tracked:
+        try:
+            text = open(os.path.join(ROOT, rel), encoding="utf-8").read()
+        except (UnicodeDecodeError, IsADirectoryError):
+            continue  # binary
+        found += [f"{rel}: {needle}" for needle in outside if needle in text and rel != "tests/unit/test_house.py"]
+    assert not found, found

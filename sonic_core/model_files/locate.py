@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import MissingWeightsError
-from ..model_files.manifest import MANIFEST, SOURCES, SVD, where_to_get
+from .manifest import MANIFEST, SOURCES, SVD, where_to_get
 
 WHERE_TO_GET = {s.name: where_to_get(s) for s in SOURCES}
 
