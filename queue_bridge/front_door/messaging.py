@@ -183,7 +183,8 @@ class Follower(threading.Thread):
         self.broker.run(self._session, self.stop, "follower", on_state=self._set_connected)
 
     def _set_connected(self, up: bool) -> None:
-        self.connected = up
+        if not up:  # up only once consuming (_session): a front door is not ready before its queues exist
+            self.connected = False
 
     def _session(self, conn) -> None:
         import pika
@@ -203,6 +204,7 @@ class Follower(threading.Thread):
         ch.basic_qos(prefetch_count=50)
         ch.basic_consume(t.api_results_queue, self._on_result)
         ch.basic_consume(events, self._on_event, auto_ack=True)
+        self.connected = True
         next_depth = 0.0
         while not self.stop.is_set():
             conn.process_data_events(time_limit=0.3)
