@@ -35,11 +35,11 @@ def run_worker(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     consumers = [Consumer(settings, url, templates, metrics, stop, i) for i, url in enumerate(settings.comfy_urls)]
-    if settings.metrics_port:
-        serve(metrics, settings.metrics_port, settings.metrics_host, lambda: {c.name: c.is_alive() for c in consumers})
     log("worker_start", worker=settings.worker_id, comfy=list(settings.comfy_urls))
     for c in consumers:
         c.start()
+    if settings.metrics_port:
+        serve(metrics, settings.metrics_port, settings.metrics_host, lambda: {c.name: c.is_alive() for c in consumers})
     while not stop.is_set():
         stop.wait(0.5)
         if all(not c.is_alive() for c in consumers):
