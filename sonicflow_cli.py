@@ -225,6 +225,16 @@ def _models(args) -> int:
 
 def _api(args) -> int:
     """The HTTP front door (queue_bridge.front_door): serve, or manage API keys in its job store."""
+    from queue_bridge.front_door.migrations import SchemaTooNew
+
+    try:
+        return _api_action(args)
+    except SchemaTooNew as e:  # an older SonicFlow on a newer job store: say so, no traceback
+        print(f"sonicflow api: {e}", file=sys.stderr)
+        return 2
+
+
+def _api_action(args) -> int:
     from queue_bridge.front_door import ApiSettings, JobStore, run_api
 
     s = ApiSettings(bridge=_bridge_settings(args)).with_args(args)

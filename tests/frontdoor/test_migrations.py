@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -18,7 +21,7 @@ from queue_bridge.front_door import JobStore
 from queue_bridge.front_door.jobstore import hash_secret
 from queue_bridge.front_door.migrations import LATEST, SchemaTooNew
 
-from .conftest import submit
+from .conftest import ROOT, free_port, submit
 
 
 def previous_schema(url: str, p: str, with_message: bool) -> None:
@@ -57,6 +60,14 @@ def _run(url: str, stmts: list, args: list | None = None) -> None:
         c = sqlite3.connect(url[len("sqlite:///"):], isolation_level=None)
         for s, a in zip(stmts, args or [()] * len(stmts), strict=True):
             c.execute(s.replace("%s", "?"), a)
+        c.close()
+
+
+def _version(sqlite_url: str) -> str:
+    c = sqlite3.connect(sqlite_url[len("sqlite:///"):])
+    try:
+        return c.execute("SELECT value FROM sf_meta WHERE name = 'schema_version'").fetchone()[0]
+    finally:
         c.close()
 
 
@@ -149,3 +160,8 @@ def test_a_store_newer_than_the_code_is_refused(tmp_path):
     _run(url, ["UPDATE sf_meta SET value = %s WHERE name = 'schema_version'"], [(str(LATEST + 1),)])
     with pytest.raises(SchemaTooNew, match=f"schema version {LATEST + 1}"):
         JobStore(url, "sf_")
+    for action in ("serve", "create-key"):  # the command says it, without a traceback, and changes nothing
+        out = subprocess.run([sys.executable, os.path.join(ROOT, "sonicflow_cli.py"), "api", action, "--db", url,
+                              "--port", str(free_port())], capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert out.returncode == 2 and "run the newer SonicFlow" in out.stderr and "Traceback" not in out.stderr
+    assert _version(url) == str(LATEST + 1)
