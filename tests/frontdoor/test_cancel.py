@@ -97,7 +97,7 @@ def test_the_job_page_cancels_a_queued_job(frontdoor_factory, tmp_path):
         page.goto(fd.url + "/")
         page.evaluate("k => localStorage.setItem('sonicflow.apiKey', k)", key)
         page.goto(f"{fd.url}/jobs/{job['id']}")
-        page.wait_for_selector("#cancel:not([hidden])")
+        page.wait_for_selector("#cancel", state="visible")
         assert page.text_content("#status") == "Queued: waiting for a worker…"
         shots = screenshot_dir(tmp_path)
         page.screenshot(path=os.path.join(shots, "frontdoor-job-queued.png"), full_page=True)

@@ -15,7 +15,7 @@ function render(job) {
   status.textContent = labels[job.status] || job.status;
   status.className = job.status === "succeeded" ? "ok" : job.status === "failed" ? "alert" : "";
   progress.value = job.status === "succeeded" ? 1 : job.progress || 0;
-  document.getElementById("cancel").hidden = FINAL.includes(job.status);
+  document.getElementById("cancel-row").hidden = FINAL.includes(job.status);
   node.textContent = job.status === "running" && job.progress_node ? `(step ${job.progress_node}, ${Math.round((job.progress || 0) * 100)}%)` : "";
   if (job.status === "failed") showError(document.getElementById("error"), job.error || new Error("the job failed"));
   if (job.status === "succeeded" && !shown) {
