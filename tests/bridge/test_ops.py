@@ -1,6 +1,6 @@
-"""Operations: /metrics and the probes (/livez, /readyz, /healthz),
-`sonicflow submit --wait`, `sonicflow status`, `sonicflow dlq list|replay`,
-SIGTERM, S3 store + s3:// inputs (moto), JSON logs, and the worker module never importing torch."""
+"""Operations: /metrics and the probes (/livez, /readyz, /healthz), `sonicflow submit --wait`, `sonicflow status`,
+`sonicflow dlq list|replay`, SIGTERM, S3 store + s3:// inputs (moto), JSON logs, and the worker module never importing
+torch."""
 from __future__ import annotations
 
 import json

@@ -71,7 +71,8 @@ def test_metrics_and_probes_on_their_own_listener(frontdoor_factory):
         receiver.close()
 
 
-def _upload_request(fd, key: str) -> bytes:
+def _upload_request(fd, key: str) -> tuple[bytes, bytes]:
+    """The head and the body of a real multipart upload, to send by hand."""
     prepared = requests.Request("POST", fd.url + "/v1/jobs", headers={"X-API-Key": key}, data={"engine": "lite"},
                                 files={"image": ("face.png", portrait_png(), "image/png"),
                                        "audio": ("speech.wav", speech_wav(), "audio/wav")}).prepare()
@@ -96,7 +97,8 @@ def test_sigterm_finishes_requests_in_flight_ends_streams_and_exits(frontdoor_fa
                                          (f"{uploader['id']}:submit",)), 30, "the upload's handler running")
     os.kill(fd.proc.pid, signal.SIGTERM)
 
-    assert list(lines) is not None  # the stream ends (the read timeout of 30 s would fail one that does not)
+    # the stream ends, with no further event (the read timeout of 30 s would fail one that stayed open)
+    assert [line for line in lines if line.startswith("data: ")] == []
 
     def refused():
         try:
