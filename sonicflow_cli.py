@@ -146,6 +146,36 @@ def _submit(args) -> int:
     return 0
 
 
+def _cancel(args) -> int:
+    """The store's marker first (what a worker taking the job later finds), then the broadcast (what interrupts a
+    worker running it now)."""
+    from queue_bridge.client import BridgeClient
+    from queue_bridge.protocol import JobError, valid_job_id
+    from queue_bridge.store import open_store
+
+    s = _bridge_settings(args)
+    if not valid_job_id(args.job_id):
+        print(f"sonicflow cancel: {args.job_id!r} is not a job id (letters, digits and ._:- , at most 128)",
+              file=sys.stderr)
+        return 2
+    try:
+        open_store(s.store_url, s.s3_endpoint).mark_cancelled(args.job_id, "sonicflow cancel")
+    except JobError as e:
+        print(f"sonicflow cancel: the store {s.store_url} did not take the cancel ({e.message}); nothing was "
+              "cancelled: use the workers' --store", file=sys.stderr)
+        return 2
+    try:
+        with BridgeClient(s, declare=False) as client:
+            client.broadcast_cancel(args.job_id)
+    except Exception as e:  # noqa: BLE001 - the marker holds: only a worker running the job now goes on with it
+        print(json.dumps({"job_id": args.job_id, "cancelled": True, "broadcast": False,
+                          "error": f"the broker did not take the cancel message ({type(e).__name__}): a worker "
+                                   "running the job now finishes it, but its result is 'cancelled'"}))
+        return 3
+    print(json.dumps({"job_id": args.job_id, "cancelled": True, "broadcast": True}))
+    return 0
+
+
 def _status(args) -> int:
     from queue_bridge.client import BridgeClient
 
@@ -195,6 +225,16 @@ def _models(args) -> int:
 
 def _api(args) -> int:
     """The HTTP front door (queue_bridge.front_door): serve, or manage API keys in its job store."""
+    from queue_bridge.front_door.migrations import SchemaTooNew
+
+    try:
+        return _api_action(args)
+    except SchemaTooNew as e:  # an older SonicFlow on a newer job store: say so, no traceback
+        print(f"sonicflow api: {e}", file=sys.stderr)
+        return 2
+
+
+def _api_action(args) -> int:
     from queue_bridge.front_door import ApiSettings, JobStore, run_api
 
     s = ApiSettings(bridge=_bridge_settings(args)).with_args(args)
@@ -296,6 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--wait", action="store_true", help="wait for the result and print it as JSON")
     j.add_argument("--wait-timeout", dest="wait_timeout", type=float, default=3600.0)
     j.set_defaults(run=_submit)
+
+    cn = sub.add_parser("cancel", help="batch bridge: cancel a job (skipped if queued, interrupted if running)")
+    _settings_flags(cn, "cancel")
+    cn.add_argument("job_id", metavar="JOB_ID")
+    cn.set_defaults(run=_cancel)
 
     st = sub.add_parser("status", help="batch bridge: messages and consumers of every queue")
     _settings_flags(st, "status")

@@ -8,7 +8,7 @@ import uuid
 from sonicflow_contract import ATTEMPT_HEADER, ERROR_CODE_HEADER, ERROR_MESSAGE_HEADER, REPLAYED_HEADER
 
 from .broker import Broker, close_quietly
-from .protocol import BROKER_REASONS
+from .protocol import BROKER_REASONS, cancel_message
 from .settings import Settings
 from .topology import DEAD_KEY, JOB_KEY
 
@@ -87,6 +87,15 @@ class BridgeClient:
                 lost.append(f"{type(e).__name__}: {e}"[:200])
         raise Unconfirmed("no broker node confirmed the job (" + "; ".join(lost) + "); it may or may not be "
                           "queued: publishing it again with the same job id is safe")
+
+    def broadcast_cancel(self, job_id: str) -> None:
+        """Tell every connected worker to interrupt `job_id` if it runs it (confirmed). The store's cancel marker
+        must be written first: it is what a worker that is not listening now finds later."""
+        import pika
+
+        self.channel.exchange_declare(self.topology.control_exchange, "fanout", durable=True)  # workers may be older
+        self.channel.basic_publish(self.topology.control_exchange, "", cancel_message(job_id),
+                                   pika.BasicProperties(content_type="application/json"))
 
     def reply_queue(self, job_id: str) -> str:
         """A private queue that receives the result of `job_id` (declare it before publishing the job)."""

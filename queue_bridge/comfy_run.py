@@ -1,7 +1,7 @@
 """Running one filled template on one ComfyUI: upload the inputs, queue the prompt under a prompt id derived from the
 job (so a redelivered job finds its earlier run instead of starting another), follow it (progress from the
-websocket; /history decides), interrupt it on timeout or shutdown, and collect its Job Result outputs into the store.
-Knows nothing of AMQP."""
+websocket; /history decides), interrupt it on timeout, shutdown or cancel, and collect its Job Result outputs into
+the store. Knows nothing of AMQP."""
 from __future__ import annotations
 
 import json
@@ -37,6 +37,13 @@ class Interrupted(Exception):
     """The worker is stopping and the grace period ran out: the job was interrupted in ComfyUI."""
 
 
+class Cancelled(Exception):
+    """A cancel for the job arrived while it was held here: its prompt, if queued, was interrupted in ComfyUI."""
+
+
+CANCEL_MEMORY_S = 3600.0  # how long a cancel heard for a job this executor has not (yet) run is remembered
+
+
 class ComfyExecutor:
     """One ComfyUI: what its nodes accept (/object_info, cached), its version, and running prompts on it."""
 
@@ -48,6 +55,20 @@ class ComfyExecutor:
         self.grace_deadline: float | None = None
         self._object_info: dict = {}
         self._engine_version: str | None = None
+        self._cancels: dict[str, float] = {}  # job id -> when its cancel was heard
+
+    def request_cancel(self, job_id: str) -> None:
+        """A cancel message for `job_id` (from the consumer's connection thread): the job, if it runs here now or
+        is taken soon, is interrupted. Replaced, never mutated in place, as the job thread reads it."""
+        now = time.monotonic()
+        kept = {j: t for j, t in self._cancels.items() if now - t < CANCEL_MEMORY_S}
+        self._cancels = {**kept, job_id: now}
+
+    def _check_cancel(self, job_id: str, prompt_id: str | None = None) -> None:
+        if job_id in self._cancels:
+            if prompt_id:
+                self.interrupt(prompt_id)
+            raise Cancelled()
 
     def object_info(self, classes) -> dict:
         for c in classes:
@@ -63,7 +84,8 @@ class ComfyExecutor:
         return self._engine_version
 
     def run(self, job, t, fetched: dict, info: dict, attempt: int, delivery: int, timings: dict, store):
-        """(outputs, values, engine) of the job's run; JobError or Interrupted otherwise."""
+        """(outputs, values, engine) of the job's run; JobError, Interrupted or Cancelled otherwise."""
+        self._check_cancel(job.job_id)
         s = time.monotonic()
         try:
             uploaded = {name: self.comfy.upload(f.data, f"sfjob_{f.sha256[:20]}{f.ext}") for name, f in fetched.items()
@@ -141,6 +163,7 @@ class ComfyExecutor:
         last_progress = 0.0
         while True:
             now = time.monotonic()
+            self._check_cancel(job.job_id, prompt_id)
             if self.stop_event.is_set() and self.grace_deadline and now > self.grace_deadline:
                 self.interrupt(prompt_id)
                 raise Interrupted()

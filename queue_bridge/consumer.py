@@ -22,6 +22,7 @@ from .comfy_run import ComfyExecutor
 from .logs import log
 from .metrics import Metrics
 from .policy import Action, Outcome
+from .protocol import cancelled_job_id
 from .runner import JobRunner
 from .settings import Settings
 from .template import TemplateLibrary
@@ -154,6 +155,13 @@ class Consumer(threading.Thread):
             except Exception:  # noqa: BLE001 - the connection is gone: the broker returns the copy by itself
                 pass
 
+    def _on_control(self, _ch, _method, _props, body):
+        """A cancel (any worker may run the job): the executor interrupts it if it holds it, now or soon."""
+        job_id = cancelled_job_id(body)
+        if job_id:
+            self.executor.request_cancel(job_id)
+            log("cancel_heard", job_id=job_id, comfy=self.comfy_url)
+
     def _on_message(self, ch, method, props, body):
         self.job_thread = threading.Thread(target=self._work, args=(self.connection, ch, method, props, body),
                                            name=f"{self.name}-job", daemon=True)
@@ -208,6 +216,9 @@ class Consumer(threading.Thread):
         self.topology.declare(self.channel)
         self.channel.confirm_delivery()
         self.channel.basic_qos(prefetch_count=1)
+        control = self.channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+        self.channel.queue_bind(control, self.topology.control_exchange)
+        self.channel.basic_consume(control, self._on_control, auto_ack=True)
         self.connects += 1
         if self.connects > 1:
             self.metrics.reconnects.inc()

@@ -1,4 +1,11 @@
-"""The worker's Prometheus metrics and its /metrics + /healthz HTTP endpoint."""
+"""The worker's Prometheus metrics and its HTTP endpoint (--metrics-host, --metrics-port):
+
+    /livez     200 while every consumer thread is alive (a restart is the cure when one died); never depends on the
+               broker or ComfyUI, so their outages do not get workers restarted
+    /readyz    200 when every consumer has its broker connection and its ComfyUI answers, and the worker is not
+               stopping; /healthz is the same (the name earlier releases served)
+    /metrics   Prometheus text
+"""
 from __future__ import annotations
 
 import json
@@ -22,6 +29,7 @@ class Metrics:
         self.reconnects = Counter("sonicflow_broker_reconnects", "Broker (re)connections after a loss", registry=r)
         self.comfy_up = Gauge("sonicflow_comfy_up", "1 when this worker's ComfyUI answers", ["comfy"], registry=r)
         self.health: dict[str, dict] = {}
+        self.stopping = False  # SIGTERM: not ready while the running jobs finish
         self._lock = threading.Lock()
 
     def set_health(self, consumer: str, **fields) -> None:
@@ -32,18 +40,25 @@ class Metrics:
         with self._lock:
             snapshot = {k: dict(v) for k, v in self.health.items()}
         ok = bool(snapshot) and all(v.get("broker") and v.get("comfy") for v in snapshot.values())
-        return ok, snapshot
+        return ok and not self.stopping, snapshot
 
 
-def serve(metrics: Metrics, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+def serve(metrics: Metrics, port: int, host: str = "127.0.0.1", threads=dict) -> ThreadingHTTPServer:
+    """`threads()`: {name: alive} of the threads the worker needs (liveness)."""
+    def answer(ok: bool, doc: dict):
+        return json.dumps({"ok": ok, **doc}).encode(), 200 if ok else 503, "application/json"
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
-            if self.path.startswith("/metrics"):
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
                 body, status, ctype = generate_latest(metrics.registry), 200, CONTENT_TYPE_LATEST
-            elif self.path.startswith("/healthz"):
+            elif path == "/livez":
+                alive = threads()
+                body, status, ctype = answer(bool(alive) and all(alive.values()), {"threads": alive})
+            elif path in ("/readyz", "/healthz"):
                 ok, detail = metrics.healthy()
-                body, status, ctype = json.dumps({"ok": ok, "consumers": detail}).encode(), 200 if ok else 503, \
-                    "application/json"
+                body, status, ctype = answer(ok, {"consumers": detail, "stopping": metrics.stopping})
             else:
                 body, status, ctype = b"not found\n", 404, "text/plain"
             self.send_response(status)

@@ -1,6 +1,7 @@
 """What happens to a job after an attempt: one decision, made in one place.
 
     success, duplicate, cached        -> ACK      (its result published first, confirmed)
+    cancelled, before or while it ran -> ACK      (a `cancelled` result published first)
     ComfyUI went away under the job   -> REQUEUE  (basic.reject: counts toward the queue's x-delivery-limit, so a job
                                                    that kills ComfyUI every time ends as a poison job)
     retryable, attempts left          -> RETRY    (re-published to the retry tier for this attempt, then acked)
@@ -26,7 +27,7 @@ class Action(enum.Enum):
 @dataclass
 class Outcome:
     action: Action
-    label: str                      # metrics and logs: succeeded, cached, duplicate, retried, dead_lettered, ...
+    label: str                      # metrics and logs: succeeded, cached, duplicate, cancelled, retried, ...
     result: bytes | None = None     # the result message body (ACK, DEAD)
     error: JobError | None = None
     attempt: int = 1

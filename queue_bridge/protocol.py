@@ -107,6 +107,12 @@ def parse_job(body: bytes) -> Job:
                output_url=(doc.get("output") or {}).get("url"), metadata=doc.get("metadata", {}), raw=doc)
 
 
+def valid_job_id(text: str) -> bool:
+    """A job id the schema accepts (also what may name a key in the store)."""
+    return isinstance(text, str) and validator().is_valid({"version": PROTOCOL_VERSION, "job_id": text,
+                                                           "template": "t", "inputs": {}})
+
+
 def job_id_hint(body: bytes) -> str | None:
     """The job id of a message that may be malformed, for logs and the dead-letter record."""
     try:
@@ -133,6 +139,28 @@ def success_result(job: Job, outputs: list, values: dict, engine: str | None, ti
             "duration_s": round(timings.get("total", 0.0), 3), "timings": {k: round(v, 4) for k, v in timings.items()},
             "attempt": attempt, "worker": worker, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "metadata": job.metadata}
+
+
+def cancelled_result(job: Job, attempt: int, worker: str, timings: dict) -> dict:
+    """The result of a job cancelled before or while it ran: no outputs."""
+    return {"version": PROTOCOL_VERSION, "job_id": job.job_id, "status": "cancelled", "template": job.template,
+            "attempt": attempt, "worker": worker, "timings": {k: round(v, 4) for k, v in timings.items()},
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "metadata": job.metadata}
+
+
+def cancel_message(job_id: str) -> bytes:
+    """What goes to the control exchange: every worker's consumers hear it."""
+    return json.dumps({"type": "cancel", "job_id": job_id}).encode()
+
+
+def cancelled_job_id(body: bytes) -> str | None:
+    """The job id of a cancel message, or None for anything else."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    ok = isinstance(doc, dict) and doc.get("type") == "cancel" and isinstance(doc.get("job_id"), str)
+    return doc["job_id"] if ok else None
 
 
 def failure_result(job_id: str | None, template: str | None, err: JobError, attempt: int, worker: str,

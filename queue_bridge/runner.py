@@ -12,11 +12,12 @@ import time
 import requests
 from sonicflow_contract import ATTEMPT_HEADER
 
-from .comfy_run import ComfyExecutor, Interrupted
+from .comfy_run import Cancelled, ComfyExecutor, Interrupted
 from .inputs import InputPolicy, fetch_input
 from .logs import log
 from .policy import Action, Outcome, decide
-from .protocol import BROKER_REASONS, JobError, failure_result, job_id_hint, parse_job, success_result
+from .protocol import (BROKER_REASONS, JobError, cancelled_result, failure_result, job_id_hint, parse_job,
+                       success_result)
 from .settings import Settings
 from .store import open_store
 from .template import TemplateLibrary, check_interface, check_values, resolved_parameters
@@ -65,6 +66,8 @@ class JobRunner:
             if done is not None:  # already committed by an earlier delivery: send the same result again
                 log("duplicate", job_id=job.job_id, attempt=attempt, delivery=delivery)
                 return Outcome(Action.ACK, "duplicate", done, attempt=attempt, job_id=job.job_id)
+            if self.default_store.cancelled(job.job_id):  # the cancel marker is in the workers' own store
+                return self._cancelled(job, attempt, timings, t0)
             s = time.monotonic()
             fetched = {name: fetch_input(name, t.inputs[name].kind, spec, self.policy)
                        for name, spec in job.inputs.items()}
@@ -93,11 +96,15 @@ class JobRunner:
             store.put_if_absent(f"cache/{key}.json", json.dumps(
                 {"outputs": outputs, "values": values, "engine": engine, "job_id": job.job_id}, sort_keys=True).encode())
             timings["cache_store"] = time.monotonic() - s
+            if self.default_store.cancelled(job.job_id):  # cancelled while it ran, and this worker missed the message
+                return self._cancelled(job, attempt, timings, t0)
             timings["total"] = time.monotonic() - t0
             result = success_result(job, outputs, values, engine, timings, False, attempt, self.s.worker_id)
             return self._commit(store, ledger_key, job, result, attempt, "succeeded")
         except Interrupted:
             return Outcome(Action.GIVE_BACK, "requeued", attempt=attempt, job_id=job_id)
+        except Cancelled:
+            return self._cancelled(job, attempt, timings, t0)
         except JobError as err:
             return self._failed(err, job, job_id, attempt, delivery, max_attempts, timings, t0)
         except Exception as e:  # noqa: BLE001 - never let a job kill the worker
@@ -113,6 +120,14 @@ class JobRunner:
         err = JobError("internal_error", f"{type(error).__name__}: {error}"[:400], retryable=False)
         result = json.dumps(failure_result(job_id, None, err, 1, self.s.worker_id), sort_keys=True).encode()
         return Outcome(Action.DEAD, "dead_lettered", result, err, 1, job_id)
+
+    def _cancelled(self, job, attempt, timings, t0) -> Outcome:
+        """Cancelled before or while it ran: a `cancelled` result, the message acked, nothing in the ledger (a copy
+        delivered again finds the marker and ends the same way)."""
+        timings["total"] = time.monotonic() - t0
+        log("cancelled", job_id=job.job_id, attempt=attempt)
+        body = json.dumps(cancelled_result(job, attempt, self.s.worker_id, timings), sort_keys=True).encode()
+        return Outcome(Action.ACK, "cancelled", body, attempt=attempt, job_id=job.job_id, timings=timings)
 
     def _failed(self, err, job, job_id, attempt, delivery, max_attempts, timings, t0) -> Outcome:
         timings["total"] = time.monotonic() - t0

@@ -136,9 +136,9 @@ class Settings(Declared):
                              commands=("worker",), flag="--grace")
     heartbeat: int = setting(30, "SONICFLOW_HEARTBEAT", "AMQP heartbeat timeout in seconds", commands=("worker",))
     max_input_mb: float = setting(200.0, "SONICFLOW_MAX_INPUT_MB", "largest input file", commands=("worker",))
-    metrics_port: int = setting(0, "SONICFLOW_METRICS_PORT", "serve /metrics and /healthz on this port (0: off)",
-                                commands=("worker",))
-    metrics_host: str = setting("127.0.0.1", "SONICFLOW_METRICS_HOST", "address /metrics and /healthz listen on "
+    metrics_port: int = setting(0, "SONICFLOW_METRICS_PORT", "serve /metrics, /livez, /readyz and /healthz on this "
+                                "port (0: off)", commands=("worker",))
+    metrics_host: str = setting("127.0.0.1", "SONICFLOW_METRICS_HOST", "address --metrics-port listens on "
                                 "(0.0.0.0 for every interface)", commands=("worker",))
     engine_version: str = setting("", "SONICFLOW_ENGINE_VERSION", "extra text in the result cache's key: change it "
                                   "to invalidate cached results (e.g. after new weights)", commands=("worker",))

@@ -5,14 +5,17 @@ Layout under the store root (s3://bucket/prefix/ or file:///folder/):
     cache/<key>.json                     result cache: key = sha256(input bytes, parameters, template, engine version)
     ledger/<job_id>.json                 the committed result of each job id (created once: the exactly-once effect)
     deadletters/<job_id>.json            the failure result of a job the broker dead-lettered itself (created once)
+    cancelled/<job_id>.json              a cancel (`sonicflow cancel`, DELETE /v1/jobs/{id}): workers skip the job
 
 S3 credentials and endpoint come from SONICFLOW_S3_* or ~/.config/sonicflow/s3.json (sonic_core.publish.s3).
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
+import time
 from urllib.parse import urlparse
 
 from .protocol import JobError
@@ -29,6 +32,16 @@ class Store:
     def put_if_absent(self, key: str, data: bytes) -> bool: ...
     def get(self, key: str) -> bytes | None: ...
     def url_of(self, key: str) -> str: ...
+
+    def mark_cancelled(self, job_id: str, by: str) -> None:
+        """The durable half of a cancel, written before the broadcast: a worker checks it before it runs the job and
+        again before it commits, so a job taken later, or by a worker that missed the broadcast, is skipped too.
+        The first cancel's record stays."""
+        self.put_if_absent(f"cancelled/{job_id}.json", json.dumps({"job_id": job_id, "by": by,
+                                                                    "at": time.time()}).encode())
+
+    def cancelled(self, job_id: str) -> bool:
+        return self.get(f"cancelled/{job_id}.json") is not None
 
     def put_content(self, data: bytes, ext: str, content_type: str) -> dict:
         digest = hashlib.sha256(data).hexdigest()

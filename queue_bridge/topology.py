@@ -10,6 +10,7 @@
                                         the oldest are dropped, so a queue nobody reads cannot fill the broker);
                                         routing key result.<job_id>
     <p>.events    exchange (topic)   progress events, routing key progress.<job_id> (bind your own queue)
+    <p>.control   exchange (fanout)  cancel messages; every worker consumer binds an exclusive, auto-deleted queue
 
 Every queue that dead-letters uses `x-dead-letter-strategy=at-least-once` with `x-overflow=reject-publish` (the
 default drop-head silently falls back to at-most-once), so a dead-lettered job is kept until the target confirms.
@@ -52,6 +53,8 @@ class Topology:
     @property
     def events_exchange(self): return f"{self.prefix}.events"
     @property
+    def control_exchange(self): return f"{self.prefix}.control"
+    @property
     def api_results_queue(self): return f"{self.prefix}.api.results"  # the front door's own, declared by it
 
     def retry_queue(self, i: int) -> str:
@@ -66,7 +69,8 @@ class Topology:
                                                                   for i in range(len(self.retry_delays_s))]
 
     def exchange_names(self) -> list[str]:
-        return [self.jobs_exchange, self.dlx, self.retry_exchange, self.results_exchange, self.events_exchange]
+        return [self.jobs_exchange, self.dlx, self.retry_exchange, self.results_exchange, self.events_exchange,
+                self.control_exchange]
 
     def quorum_args(self, **args) -> dict:
         """Arguments of a quorum queue of this topology (the front door's own results queue uses them too)."""
@@ -114,6 +118,7 @@ class Topology:
             channel.exchange_declare(self.retry_exchange, "direct", durable=True)
             channel.exchange_declare(self.results_exchange, "topic", durable=True)
             channel.exchange_declare(self.events_exchange, "topic", durable=True)
+            channel.exchange_declare(self.control_exchange, "fanout", durable=True)
             channel.queue_declare(self.dlq, durable=True, arguments=self.quorum_args())
             channel.queue_bind(self.dlq, self.dlx, DEAD_KEY)
             # The broker dead-letters poison jobs (x-delivery-limit) without any worker seeing it. The DLQ must keep

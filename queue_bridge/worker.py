@@ -1,4 +1,5 @@
-"""`sonicflow worker`: one consumer per ComfyUI instance (one instance per GPU), JSON logs, /metrics and /healthz.
+"""`sonicflow worker`: one consumer per ComfyUI instance (one instance per GPU), JSON logs, /metrics and the probes
+(/livez, /readyz; metrics.py).
 
 SIGTERM (or Ctrl-C) stops taking jobs, lets the running ones finish within the grace period, else interrupts them
 in ComfyUI and gives them back to the queue, then exits.
@@ -23,13 +24,12 @@ def run_worker(settings: Settings) -> int:
     if not settings.comfy_urls:
         raise SystemExit("sonicflow worker: give at least one --comfy URL (or SONICFLOW_COMFY_URL)")
     metrics = Metrics()
-    if settings.metrics_port:
-        serve(metrics, settings.metrics_port, settings.metrics_host)
     stop = threading.Event()
     templates = TemplateLibrary(settings.templates, settings.timeout_s, settings.max_attempts)
 
     def on_signal(signum, _frame):
         log("stopping", worker=settings.worker_id, code=f"signal {signum}")
+        metrics.stopping = True
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -38,6 +38,8 @@ def run_worker(settings: Settings) -> int:
     log("worker_start", worker=settings.worker_id, comfy=list(settings.comfy_urls))
     for c in consumers:
         c.start()
+    if settings.metrics_port:
+        serve(metrics, settings.metrics_port, settings.metrics_host, lambda: {c.name: c.is_alive() for c in consumers})
     while not stop.is_set():
         stop.wait(0.5)
         if all(not c.is_alive() for c in consumers):

@@ -2,6 +2,7 @@
 
     POST /v1/jobs                 multipart (image + audio + parameters) or JSON with http(s) URLs -> 202 + job
     GET  /v1/jobs                 this key's jobs          GET /v1/jobs/{id}          status, progress, result links
+    DELETE /v1/jobs/{id}          cancel (cancel.py)
     GET  /v1/jobs/{id}/events     server-sent events       GET /v1/jobs/{id}/files/x  signed download (Range works)
     GET  /v1/openapi.json         the OpenAPI document     /, /jobs, /jobs/{id}       upload, list and job pages
 
@@ -18,7 +19,6 @@ import json
 import logging
 import os
 import re
-import sys
 import time
 import uuid
 
@@ -26,13 +26,15 @@ from aiohttp import web
 
 from .. import TemplateLibrary, JobError, make_job, open_store, setup_logging
 from .errors import ApiError, error_response
+from .cancel import cancel_job
 from .downloads import Downloads
 from .jobstore import TERMINAL, JobStore, StoreUnavailable
 from .messaging import Follower, MaybeQueued, NotQueued, Publisher
 from .openapi import document
+from .ops import ApiMetrics, OpsListener, add_ops_routes, serve
 from .pages import SECURITY_HEADERS, add_routes
 from .pools import Pool, Slots
-from .ratelimit import Buckets
+from .ratelimit import RateLimiter
 from .settings import ApiSettings
 from .submission import SubmissionReader
 from .upkeep import Upkeep
@@ -64,7 +66,7 @@ class FrontDoor:
         self.templates = TemplateLibrary(settings.bridge.templates)
         self.submissions = SubmissionReader(settings, self.templates, self.work, self.fetches,
                                             Slots(settings.fetch_per_key, settings.fetch_threads, _fetches_refused))
-        self.buckets = Buckets()
+        self.limiter = RateLimiter(self.store)
         self.base = settings.public_url.rstrip("/")
         self.publisher = None
         self.follower = None
@@ -76,6 +78,9 @@ class FrontDoor:
         self.webhook_wake = None
         self.tasks: dict[str, asyncio.Task] = {}
         self.confirming: set = set()  # waits for confirms that came after their request gave up
+        self.metrics = ApiMetrics()
+        self.closing = False  # SIGTERM: not ready, event streams end, requests in flight finish
+        self.ops = OpsListener(self, settings.metrics_host, settings.metrics_port) if settings.metrics_port else None
 
     def document(self, job: dict) -> dict:
         """The job as GET /v1/jobs/{id} answers it: what the events stream and webhooks carry too."""
@@ -86,19 +91,35 @@ class FrontDoor:
     async def on_startup(self, app):
         self.loop = asyncio.get_running_loop()
         self.webhook_wake = asyncio.Event()
-        self.publisher = Publisher(self.s.bridge, self.s.publishers, self.s.publish_backlog, self.s.publish_wait_s)
+        m = self.metrics
+        self.publisher = Publisher(self.s.bridge, self.s.publishers, self.s.publish_backlog, self.s.publish_wait_s,
+                                   on_outcome=lambda outcome: m.publishes.labels(outcome).inc())
         if self.s.follow:
-            self.follower = Follower(self.s.bridge, self.store, self._changed_threadsafe)
+            self.follower = Follower(self.s.bridge, self.store, self.changed_threadsafe,
+                                     on_depth=lambda queue, n: m.queue_depth.labels(queue).set(n))
             self.follower.start()
         self.deliverer = Deliverer(self.store, self.db.run, self.document, list(self.s.webhook_allow),
                                    self.s.webhook_delays, per_key=self.s.webhook_per_key,
-                                   total=self.s.webhook_concurrency)
+                                   total=self.s.webhook_concurrency, legacy_headers=self.s.webhook_legacy_headers,
+                                   on_outcome=lambda outcome: m.webhooks.labels(outcome).inc())
         await self.deliverer.start()
         self.upkeep = Upkeep(self.store, self.db.run, self.publisher, self.links, self.s.reconcile_after_s)
         self.tasks = {"webhooks": asyncio.create_task(self.deliverer.run(self.webhook_wake)),
                       "upkeep": asyncio.create_task(self.upkeep.run())}
+        if self.ops:
+            await self.ops.start()
+
+    def close_streams(self):
+        """Shutting down (ops.serve): not ready any more, and the event streams end (clients resume elsewhere with
+        Last-Event-ID), so only real requests hold the shutdown."""
+        self.closing = True
+        for events in self.waiters.values():
+            for ev in events:
+                ev.set()
 
     async def on_cleanup(self, app):
+        if self.confirming:  # late confirms of jobs already answered: let them land before the publisher goes
+            await asyncio.wait(list(self.confirming), timeout=self.s.publish_wait_s)
         tasks = [*self.tasks.values(), *self.confirming]
         for t in tasks:
             t.cancel()
@@ -111,12 +132,14 @@ class FrontDoor:
         self.store.close()
         for pool in (self.db, self.work, self.fetches):
             pool.close()
+        if self.ops:
+            await self.ops.stop()
 
-    def _changed_threadsafe(self, job_id: str, terminal: bool):
+    def changed_threadsafe(self, job_id: str, terminal: bool):
         if self.loop is not None:
-            self.loop.call_soon_threadsafe(self._changed, job_id, terminal)
+            self.loop.call_soon_threadsafe(self.changed, job_id, terminal)
 
-    def _changed(self, job_id: str, terminal: bool):
+    def changed(self, job_id: str, terminal: bool):
         for ev in self.waiters.get(job_id, ()):
             ev.set()
         if terminal and self.webhook_wake is not None:
@@ -135,10 +158,10 @@ class FrontDoor:
             raise ApiError(401, "unauthorized", "the API key is not valid", {"WWW-Authenticate": "Bearer"})
         return found
 
-    def limit(self, key: dict, kind: str) -> None:
+    async def limit(self, key: dict, kind: str) -> None:
         rate, burst = ((key["rate_per_min"], key["burst"]) if kind == "submit"
                        else (self.s.read_rate_per_min, max(60, self.s.read_rate_per_min / 10)))
-        wait = self.buckets.take(f"{key['id']}:{kind}", rate, burst)
+        wait = await self.db.run(self.limiter.take, f"{key['id']}:{kind}", rate, burst)
         if wait:
             raise ApiError(429, "rate_limited", f"too many requests for this key ({rate:g}/min); retry in "
                                                 f"{wait:.1f} s", {"Retry-After": str(max(1, round(wait + 0.5)))})
@@ -147,7 +170,7 @@ class FrontDoor:
 
     async def create_job(self, request):
         key = await self.auth(request)
-        self.limit(key, "submit")
+        await self.limit(key, "submit")
         idem = request.headers.get("Idempotency-Key")
         if idem is not None and not IDEM_RE.fullmatch(idem):
             raise ApiError(400, "bad_idempotency_key", "Idempotency-Key: 1 to 200 printable ASCII characters")
@@ -234,7 +257,7 @@ class FrontDoor:
         return web.json_response(self.document(old), status=200,
                                  headers={"Idempotent-Replayed": "true", "Location": f"/v1/jobs/{old['id']}"})
 
-    async def _own_job(self, request, key) -> dict:
+    async def own_job(self, request, key) -> dict:
         job_id = request.match_info["id"]
         job = await self.db.run(self.store.get_job, job_id) if re.fullmatch(r"[0-9a-f]{32}", job_id) else None
         if job is None or job["key_id"] != key["id"]:  # an 'accepting' job shows as queued
@@ -243,12 +266,15 @@ class FrontDoor:
 
     async def get_job(self, request):
         key = await self.auth(request)
-        self.limit(key, "read")
-        return web.json_response(self.document(await self._own_job(request, key)))
+        await self.limit(key, "read")
+        return web.json_response(self.document(await self.own_job(request, key)))
+
+    async def cancel_job(self, request):
+        return await cancel_job(self, request)
 
     async def list_jobs(self, request):
         key = await self.auth(request)
-        self.limit(key, "read")
+        await self.limit(key, "read")
         try:
             limit = int(request.query.get("limit", "50"))
             before = float(request.query["before"]) if "before" in request.query else None
@@ -263,8 +289,8 @@ class FrontDoor:
         """Server-sent events of one job until it finishes: at most `streams_per_key` open at once for a key, each
         for at most `stream_max_s` (then closed: the client resumes with Last-Event-ID)."""
         key = await self.auth(request)
-        self.limit(key, "read")
-        job = await self._own_job(request, key)
+        await self.limit(key, "read")
+        job = await self.own_job(request, key)
         if self.streams.get(key["id"], 0) >= self.s.streams_per_key:
             raise ApiError(429, "too_many_streams", f"this key already has {self.s.streams_per_key} event streams "
                                                     "open; close one, or poll GET /v1/jobs/{id}", {"Retry-After": "5"})
@@ -289,7 +315,7 @@ class FrontDoor:
         quiet = 0.0
         until = time.monotonic() + self.s.stream_max_s
         try:
-            while time.monotonic() < until:
+            while time.monotonic() < until and not self.closing:
                 if job["seq"] != last:
                     last = job["seq"]
                     await resp.write(f"id: {last}\nevent: job\ndata: {json.dumps(self.document(job))}\n\n".encode())
@@ -316,22 +342,6 @@ class FrontDoor:
     async def openapi(self, request):
         return web.json_response(document())
 
-    async def health(self, request):
-        """Ready when the job store answers, the broker is connected (when following) and no pool is backed up."""
-        broker = bool(self.follower and self.follower.connected) if self.s.follow else None
-        try:
-            await asyncio.wait_for(self.db.run(self.store.ping), 3.0)
-            store = True
-        except Exception:  # noqa: BLE001 - down, or too slow to answer: either way not ready
-            store = False
-        pools = {p.name: p.state() for p in (self.db, self.work, self.fetches)}
-        pools["publish"] = self.publisher.state()
-        tasks = {name: not t.done() for name, t in self.tasks.items()}  # a background loop that died: not ready
-        ok = store and broker is not False and not any(p["backed_up"] for p in pools.values()) and all(tasks.values())
-        return web.json_response({"status": "ok" if ok else "degraded", "broker": broker, "store": store,
-                                  "pools": pools, "tasks": tasks, "webhooks": self.deliverer.state(),
-                                  "streams": sum(self.streams.values())}, status=200 if ok else 503)
-
 
 @web.middleware
 async def errors_middleware(request, handler):
@@ -356,13 +366,15 @@ async def errors_middleware(request, handler):
     if not resp.prepared:
         for name, value in SECURITY_HEADERS.items():
             resp.headers.setdefault(name, value)
+        if request.app["door"].closing:  # draining: a keep-alive client opens its next request elsewhere
+            resp.force_close()
     return resp
 
 
 def make_app(settings: ApiSettings | None = None) -> web.Application:
     settings = settings or ApiSettings()
     door = FrontDoor(settings)
-    app = web.Application(middlewares=[errors_middleware], client_max_size=1 << 20)
+    app = web.Application(middlewares=[door.metrics.middleware, errors_middleware], client_max_size=1 << 20)
     app["door"] = door
     app.on_startup.append(door.on_startup)
     app.on_cleanup.append(door.on_cleanup)
@@ -370,17 +382,17 @@ def make_app(settings: ApiSettings | None = None) -> web.Application:
     r.add_post("/v1/jobs", door.create_job)
     r.add_get("/v1/jobs", door.list_jobs)
     r.add_get("/v1/jobs/{id}", door.get_job)
+    r.add_delete("/v1/jobs/{id}", door.cancel_job)
     r.add_get("/v1/jobs/{id}/events", door.events)
     r.add_get("/v1/jobs/{id}/files/{name}", door.downloads.get_file)
     r.add_get("/v1/openapi.json", door.openapi)
-    r.add_get("/healthz", door.health)
+    if not door.ops:
+        add_ops_routes(r)
     add_routes(r)
     return app
 
 
 def run_api(settings: ApiSettings) -> int:
     setup_logging()
-    web.run_app(make_app(settings), host=settings.host, port=settings.port, print=lambda *a: print(
-        f"sonicflow api on http://{settings.host}:{settings.port} (pages at /, OpenAPI at /v1/openapi.json)",
-        file=sys.stderr, flush=True), access_log=None)
+    serve(make_app(settings), settings.host, settings.port, settings.shutdown_timeout_s)
     return 0

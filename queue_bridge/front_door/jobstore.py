@@ -20,7 +20,10 @@ import threading
 import time
 from contextlib import contextmanager
 
-TERMINAL = ("succeeded", "failed")
+from .migrations import migrate
+from .webhooks import new_secret
+
+TERMINAL = ("succeeded", "failed", "cancelled")
 JOB_COLUMNS = ("id", "key_id", "idem_key", "fingerprint", "status", "progress", "progress_node", "template",
                "parameters", "inputs", "result", "error", "webhook_url", "webhook_state", "webhook_attempts",
                "webhook_next_at", "webhook_last_error", "created_at", "updated_at", "seq", "message")
@@ -73,7 +76,7 @@ class JobStore:
             self._sqlite.execute("PRAGMA journal_mode=WAL")
             self._sqlite.execute("PRAGMA synchronous=NORMAL")
             self._lock = threading.Lock()  # SQLite: one connection, one writer at a time
-        self.create_tables()
+        self.schema_found = migrate(self)  # the version the tables had: 0 for tables made before versions
 
     # -- plumbing ---------------------------------------------------------------------------------------------------
 
@@ -118,36 +121,20 @@ class JobStore:
         else:
             self._sqlite.close()
 
-    def create_tables(self):
-        real = "DOUBLE PRECISION" if self.postgres else "REAL"
-        stmts = [
-            f"""CREATE TABLE IF NOT EXISTS {{p}}api_keys (id TEXT PRIMARY KEY, name TEXT NOT NULL, secret_hash TEXT NOT NULL,
-                webhook_secret TEXT NOT NULL, rate_per_min {real} NOT NULL, burst INTEGER NOT NULL,
-                daily_quota INTEGER NOT NULL, created_at {real} NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)""",
-            f"""CREATE TABLE IF NOT EXISTS {{p}}jobs (id TEXT PRIMARY KEY, key_id TEXT NOT NULL, idem_key TEXT,
-                fingerprint TEXT, status TEXT NOT NULL, progress {real} NOT NULL DEFAULT 0, progress_node TEXT,
-                template TEXT NOT NULL, parameters TEXT, inputs TEXT, result TEXT, error TEXT, webhook_url TEXT,
-                webhook_state TEXT, webhook_attempts INTEGER NOT NULL DEFAULT 0, webhook_next_at {real},
-                webhook_last_error TEXT, created_at {real} NOT NULL, updated_at {real} NOT NULL,
-                seq INTEGER NOT NULL DEFAULT 1)""",
-            "CREATE UNIQUE INDEX IF NOT EXISTS {p}jobs_idem ON {p}jobs (key_id, idem_key)",
-            "CREATE INDEX IF NOT EXISTS {p}jobs_key_created ON {p}jobs (key_id, created_at)",
-            "CREATE INDEX IF NOT EXISTS {p}jobs_webhook ON {p}jobs (webhook_state, webhook_next_at)",
-            "CREATE TABLE IF NOT EXISTS {p}meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        ]
-        for s in stmts:
-            self.execute(s)
-        self._add_column("jobs", "message", "TEXT")  # tables made before job rows kept their message
-        self.execute("CREATE INDEX IF NOT EXISTS {p}jobs_status ON {p}jobs (status, updated_at)")
-
-    def _add_column(self, table: str, column: str, kind: str) -> None:
-        if self.postgres:
-            self.execute(f"ALTER TABLE {{p}}{table} ADD COLUMN IF NOT EXISTS {column} {kind}")
-        elif column not in [r[1] for r in self.query(f"PRAGMA table_info({{p}}{table})")]:
-            self.execute(f"ALTER TABLE {{p}}{table} ADD COLUMN {column} {kind}")
+    @contextmanager
+    def transaction(self):
+        """One transaction on one connection (SQLite: holding the write lock from the start)."""
+        with self._conn() as c:
+            c.execute("BEGIN" if self.postgres else "BEGIN IMMEDIATE")
+            try:
+                yield c
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
 
     def drop_tables(self):
-        for t in ("api_keys", "jobs", "meta"):
+        for t in ("api_keys", "jobs", "meta", "rate_limits"):
             self.execute(f"DROP TABLE IF EXISTS {{p}}{t}")
 
     def link_secrets(self) -> list[bytes]:
@@ -168,24 +155,17 @@ class JobStore:
     def rotate_link_secret(self, grace_s: float) -> None:
         """A new secret signs links from now on; links signed with the old one keep working for `grace_s`."""
         current = self.link_secrets()[0].hex()
-        with self._conn() as c:
-            c.execute("BEGIN" if self.postgres else "BEGIN IMMEDIATE")
-            try:
-                c.execute(self._sql("DELETE FROM {p}meta WHERE name = 'link_secret_previous'"))
-                c.execute(self._sql("INSERT INTO {p}meta (name, value) VALUES ('link_secret_previous', ?)"),
-                          (f"{current}:{time.time() + grace_s}",))
-                c.execute(self._sql("UPDATE {p}meta SET value = ? WHERE name = 'link_secret'"),
-                          (secrets.token_hex(32),))
-                c.execute("COMMIT")
-            except Exception:
-                c.execute("ROLLBACK")
-                raise
+        with self.transaction() as c:
+            c.execute(self._sql("DELETE FROM {p}meta WHERE name = 'link_secret_previous'"))
+            c.execute(self._sql("INSERT INTO {p}meta (name, value) VALUES ('link_secret_previous', ?)"),
+                      (f"{current}:{time.time() + grace_s}",))
+            c.execute(self._sql("UPDATE {p}meta SET value = ? WHERE name = 'link_secret'"), (secrets.token_hex(32),))
 
     # -- API keys -----------------------------------------------------------------------------------------------------
 
     def create_key(self, name: str, rate_per_min: float = 30.0, burst: int = 10, daily_quota: int = 1000) -> dict:
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
-        webhook_secret = "whsec_" + secrets.token_urlsafe(32)
+        webhook_secret = new_secret()
         self.execute("INSERT INTO {p}api_keys (id, name, secret_hash, webhook_secret, rate_per_min, burst, daily_quota, "
                      "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                      (key_id, name, hash_secret(secret), webhook_secret, float(rate_per_min), int(burst),
@@ -307,15 +287,24 @@ class JobStore:
                             (max(0.0, min(1.0, fraction)), node, time.time(), job_id)) > 0
 
     def apply_result(self, job_id: str, result: dict) -> bool:
-        """A result message (at least once: a duplicate finds the job finished and changes nothing)."""
-        status = "succeeded" if result.get("status") == "succeeded" else "failed"
+        """A result message (at least once: a duplicate finds the job finished and changes nothing). A `cancelled`
+        result comes for a job cancelled with `sonicflow cancel` (one cancelled here is finished already)."""
+        status = result.get("status") if result.get("status") in ("succeeded", "cancelled") else "failed"
         return self.execute(
             "UPDATE {p}jobs SET status = ?, progress = ?, result = ?, error = ?, updated_at = ?, seq = seq + 1, "
             "webhook_state = CASE WHEN webhook_url IS NULL THEN NULL ELSE 'pending' END, webhook_next_at = ? "
-            "WHERE id = ? AND status NOT IN ('succeeded', 'failed')",
+            "WHERE id = ? AND status NOT IN ('succeeded', 'failed', 'cancelled')",
             (status, 1.0 if status == "succeeded" else 0.0, json.dumps(result),
              json.dumps(result.get("error")) if result.get("error") else None, time.time(), time.time(),
              job_id)) > 0
+
+    def cancel_job(self, job_id: str) -> bool:
+        """An unfinished job becomes `cancelled` (its webhook due); False when it had finished (or was cancelled)."""
+        now = time.time()
+        return self.execute(
+            "UPDATE {p}jobs SET status = 'cancelled', updated_at = ?, seq = seq + 1, "
+            "webhook_state = CASE WHEN webhook_url IS NULL THEN NULL ELSE 'pending' END, webhook_next_at = ? "
+            "WHERE id = ? AND status IN ('accepting', 'queued', 'running')", (now, now, job_id)) > 0
 
     # -- webhooks -------------------------------------------------------------------------------------------------------
 

@@ -33,8 +33,8 @@ class MaybeQueued(Exception):
 
 
 class _Item:
-    def __init__(self, job: dict, fut, loop):
-        self.job, self.fut, self.loop = job, fut, loop
+    def __init__(self, send, fut, loop):
+        self.send, self.fut, self.loop = send, fut, loop  # send(client): publish, confirmed
         self.state = "waiting"  # -> "cancelled" (by the waiter), or "connecting" -> "sending" (by a thread)
 
 
@@ -43,14 +43,20 @@ class Publisher:
     broker's confirm without blocking the event loop, and not for ever: at most `backlog` jobs wait for a thread,
     and a job waits at most `wait_s`. What it raises says whether the job may have reached the broker."""
 
-    def __init__(self, settings: Settings, threads: int, backlog: int, wait_s: float):
+    def __init__(self, settings: Settings, threads: int, backlog: int, wait_s: float, on_outcome=None):
+        """`on_outcome(outcome)` hears how each job's publish ended: ok, refused (certainly not queued) or
+        unconfirmed (maybe queued)."""
         self.settings, self.wait_s = settings, wait_s
+        self.on_outcome = on_outcome or (lambda outcome: None)
         self.q: queue.Queue = queue.Queue(maxsize=backlog)
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._run, daemon=True, name=f"publisher-{i}") for i in range(threads)]
         for t in self.threads:
             t.start()
+
+    def alive(self) -> bool:
+        return all(t.is_alive() for t in self.threads)
 
     def state(self) -> dict:
         """Threads, jobs waiting for one, and whether the backlog is full (then submissions get 503)."""
@@ -95,7 +101,7 @@ class Publisher:
                         return NotQueued("the wait ran out before the job was sent"), client
                     item.state = "sending"
                 sending = True
-                client.publish_job(item.job)
+                item.send(client)
                 return None, client
             except NotAccepted as e:  # the broker refused this copy
                 err = e
@@ -113,8 +119,23 @@ class Publisher:
     async def publish(self, job: dict) -> None:
         """Returns once the broker confirmed `job`; NotQueued when it certainly did not take it, MaybeQueued when
         it may have (sent, then no confirm within `wait_s`, or the connection lost after sending)."""
+        try:
+            await self._send_on_a_thread(lambda client: client.publish_job(job))
+        except NotQueued:
+            self.on_outcome("refused")
+            raise
+        except MaybeQueued:
+            self.on_outcome("unconfirmed")
+            raise
+        self.on_outcome("ok")
+
+    async def broadcast_cancel(self, job_id: str) -> None:
+        """The cancel message to every worker (confirmed), with publish()'s answers."""
+        await self._send_on_a_thread(lambda client: client.broadcast_cancel(job_id))
+
+    async def _send_on_a_thread(self, send) -> None:
         loop = asyncio.get_running_loop()
-        item = _Item(job, loop.create_future(), loop)
+        item = _Item(send, loop.create_future(), loop)
         item.fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # a late outcome nobody awaits is fine
         try:
             self.q.put_nowait(item)
@@ -147,11 +168,12 @@ def _settle(fut, err):
 
 class Follower(threading.Thread):
     """Consumes result messages and progress events into the job store; `on_change(job_id, terminal)` is called
-    (on this thread) after each change."""
+    (on this thread) after each change, `on_depth(queue, messages)` with the jobs queue's depth every 5 s."""
 
-    def __init__(self, settings: Settings, store: JobStore, on_change):
+    def __init__(self, settings: Settings, store: JobStore, on_change, on_depth=None):
         super().__init__(daemon=True, name="follower")
         self.settings, self.store, self.on_change = settings, store, on_change
+        self.on_depth = on_depth or (lambda queue, messages: None)
         self.topology = settings.topology()
         self.broker = Broker(settings.amqp_urls, 30, "sonicflow api follower")
         self.stop = threading.Event()
@@ -161,7 +183,8 @@ class Follower(threading.Thread):
         self.broker.run(self._session, self.stop, "follower", on_state=self._set_connected)
 
     def _set_connected(self, up: bool) -> None:
-        self.connected = up
+        if not up:  # up only once consuming (_session): a front door is not ready before its queues exist
+            self.connected = False
 
     def _session(self, conn) -> None:
         import pika
@@ -181,8 +204,13 @@ class Follower(threading.Thread):
         ch.basic_qos(prefetch_count=50)
         ch.basic_consume(t.api_results_queue, self._on_result)
         ch.basic_consume(events, self._on_event, auto_ack=True)
+        self.connected = True
+        next_depth = 0.0
         while not self.stop.is_set():
             conn.process_data_events(time_limit=0.3)
+            if time.monotonic() > next_depth:
+                self.on_depth(t.jobs_queue, ch.queue_declare(t.jobs_queue, passive=True).method.message_count)
+                next_depth = time.monotonic() + 5
 
     def _on_result(self, ch, method, _props, body):
         try:

@@ -23,7 +23,7 @@ RESULT = {"type": "object", "properties": {
 
 JOB = {"type": "object", "required": ["id", "status", "status_url"], "properties": {
     "id": {"type": "string"},
-    "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
+    "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
     "progress": {"type": "number", "minimum": 0, "maximum": 1},
     "progress_node": {"type": ["string", "null"]},
     "template": {"type": "string"},
@@ -115,11 +115,23 @@ def document(version: str = "1.0.0") -> dict:
                         "400": _err("Bad query."), **COMMON_ERRORS},
                 },
             },
-            "/v1/jobs/{id}": {"get": {
-                "operationId": "getJob", "summary": "Status, progress and result links of one job",
-                "parameters": [JOB_ID],
-                "responses": {"200": {"description": "The job", "content": {"application/json": {"schema": job_ref}}},
-                              "404": _err("No such job for this key."), **COMMON_ERRORS}}},
+            "/v1/jobs/{id}": {
+                "get": {
+                    "operationId": "getJob", "summary": "Status, progress and result links of one job",
+                    "parameters": [JOB_ID],
+                    "responses": {"200": {"description": "The job",
+                                          "content": {"application/json": {"schema": job_ref}}},
+                                  "404": _err("No such job for this key."), **COMMON_ERRORS}},
+                "delete": {
+                    "operationId": "cancelJob", "summary": "Cancel a job: skipped if queued, interrupted if running",
+                    "parameters": [JOB_ID],
+                    "responses": {"200": {"description": "The job, cancelled (also when it already was: a repeated "
+                                                         "cancel answers the same)",
+                                          "content": {"application/json": {"schema": job_ref}}},
+                                  "404": _err("No such job for this key."), **COMMON_ERRORS,
+                                  "409": _err("The job had already succeeded or failed (already_finished)."),
+                                  "503": _err("The store or the job store is unavailable; nothing was cancelled. "
+                                              "Retry later.")}}},
             "/v1/jobs/{id}/events": {"get": {
                 "operationId": "jobEvents", "summary": "Server-sent events: one `job` event per change, until done",
                 "parameters": [JOB_ID, {"name": "Last-Event-ID", "in": "header", "required": False,

@@ -15,6 +15,13 @@ class ApiSettings(Declared):
     bridge: Settings = field(default_factory=Settings)
     host: str = setting("127.0.0.1", "SONICFLOW_API_HOST", "listen address", commands=API)
     port: int = setting(8190, "SONICFLOW_API_PORT", "listen port", commands=API)
+    metrics_port: int = setting(0, "SONICFLOW_API_METRICS_PORT", "serve /metrics, /livez, /readyz and /healthz on "
+                                "this port, and not on the main one (0: on the main one)", commands=API)
+    metrics_host: str = setting("127.0.0.1", "SONICFLOW_API_METRICS_HOST", "address the --metrics-port listener "
+                                "binds (0.0.0.0 for every interface)", commands=API)
+    shutdown_timeout_s: float = setting(30.0, "SONICFLOW_API_SHUTDOWN_S", "on SIGTERM, seconds requests in flight "
+                                        "may take to finish (the listener closes at once; event streams end)",
+                                        commands=API, flag="--shutdown-timeout")
     db_url: str = setting("sqlite:///" + os.path.join(OUT, "api", "api.db"), "SONICFLOW_API_DB",
                           "job store: sqlite:///path.db or postgresql://user@host:5432/db", commands=API, flag="--db")
     table_prefix: str = setting("sf_", "SONICFLOW_API_TABLE_PREFIX", "prefix of the job store's tables",
@@ -36,6 +43,9 @@ class ApiSettings(Declared):
                                    commands=API, hidden=True)
     webhook_delays: tuple = setting((5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0), "SONICFLOW_API_WEBHOOK_DELAYS",
                                     "seconds between webhook attempts", item=float)
+    webhook_legacy_headers: bool = setting(True, "SONICFLOW_API_WEBHOOK_LEGACY_HEADERS", "also send the "
+                                           "SonicFlow-Webhook-Id/-Timestamp/-Signature headers of the previous "
+                                           "release beside the Standard Webhooks ones (this release only)")
     publishers: int = setting(4, "SONICFLOW_API_PUBLISHERS", "connections publishing jobs (with confirms)")
     publish_backlog: int = setting(32, "SONICFLOW_API_PUBLISH_BACKLOG", "submissions that may wait for a publishing "
                                    "connection; beyond it 503 queue_unavailable at once")

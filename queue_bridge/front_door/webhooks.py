@@ -1,13 +1,21 @@
-"""Completion webhooks: signed with HMAC-SHA256, retried with exponential back-off, and only to public addresses.
+"""Completion webhooks in the Standard Webhooks format (standardwebhooks.com), retried with exponential back-off,
+and only to public addresses.
 
 What a receiver gets (POST, JSON):
 
-    SonicFlow-Webhook-Id:   evt_<24 hex>          the same on every retry of one event: deduplicate on it
-    SonicFlow-Timestamp:    1767225600            seconds since the epoch when this attempt was signed
-    SonicFlow-Signature:    v1=<hex>              HMAC-SHA256(key's webhook secret, f"{id}.{timestamp}.{body}")
+    webhook-id:         evt_<24 hex>        the same on every retry of one event: deduplicate on it
+    webhook-timestamp:  1767225600          seconds since the epoch when this attempt was signed
+    webhook-signature:  v1,<base64>         HMAC-SHA256 keyed with the secret's bytes, over f"{id}.{timestamp}.{body}"
 
-A receiver checks the signature (constant-time), that the timestamp is recent (5 minutes), and that it has not seen the
-id before: `verify()` below does all three, so a captured request replayed later is refused.
+The key's webhook secret reads `whsec_<base64 of 32 random bytes>`; the signing key is those bytes, as the standard
+says, so receivers verify with any Standard Webhooks library (`standardwebhooks` on PyPI and npm: it checks the
+signature in constant time and that the timestamp is within 5 minutes; the receiver remembers the ids it has seen).
+Secrets made before this format are the same 32 bytes in URL-safe base64 without padding: they sign the same way,
+and a receiver gives the standard library their standard-base64 spelling (docs/api.md).
+
+For one release the old headers come too (`SONICFLOW_API_WEBHOOK_LEGACY_HEADERS`, on by default), so receivers that
+check them keep working while they move: `SonicFlow-Webhook-Id`, `SonicFlow-Timestamp` and `SonicFlow-Signature:
+v1=<hex HMAC-SHA256 keyed with the secret's text>` over the same string.
 
 Targets are checked like the bridge's input URLs (`inputs.check_addresses`): http(s) only, and the name must
 resolve to globally routable unicast addresses only -- checked when the job is submitted and again at every
@@ -21,54 +29,49 @@ slow receivers delay only that tenant's webhooks.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
 import logging
+import secrets
 import socket
 import time
 from urllib.parse import urlparse
 
 from .. import InputPolicy, JobError, check_addresses
 
-SIGNATURE_HEADER = "SonicFlow-Signature"
-TIMESTAMP_HEADER = "SonicFlow-Timestamp"
-ID_HEADER = "SonicFlow-Webhook-Id"
-TOLERANCE_S = 300
+ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER = "webhook-id", "webhook-timestamp", "webhook-signature"
+LEGACY_HEADERS = ("SonicFlow-Webhook-Id", "SonicFlow-Timestamp", "SonicFlow-Signature")  # for one release
+SECRET_PREFIX = "whsec_"
 log = logging.getLogger("sonicflow.api")
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def secret_bytes(secret: str) -> bytes:
+    """The signing key: the bytes the secret spells, in standard or (secrets made before) URL-safe base64."""
+    text = secret[len(SECRET_PREFIX):] if secret.startswith(SECRET_PREFIX) else secret
+    text = text.rstrip("=").replace("+", "-").replace("/", "_")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def event_id(job_id: str, status: str) -> str:
     return "evt_" + hashlib.sha256(f"{job_id}:{status}".encode()).hexdigest()[:24]
 
 
-def sign(secret: str, event: str, timestamp: int, body: bytes) -> str:
-    mac = hmac.new(secret.encode(), f"{event}.{timestamp}.".encode() + body, hashlib.sha256)
-    return "v1=" + mac.hexdigest()
-
-
-class WebhookRejected(Exception):
-    pass
-
-
-def verify(secret: str, headers, body: bytes, seen: set, now: float | None = None,
-           tolerance_s: float = TOLERANCE_S) -> dict:
-    """What a receiver runs: signature, freshness, and first sight of the id. Returns the payload, or raises."""
-    event, ts, sig = headers.get(ID_HEADER), headers.get(TIMESTAMP_HEADER), headers.get(SIGNATURE_HEADER)
-    if not (event and ts and sig):
-        raise WebhookRejected("missing signature headers")
-    try:
-        t = int(ts)
-    except ValueError:
-        raise WebhookRejected("bad timestamp") from None
-    if not hmac.compare_digest(sign(secret, event, t, body).encode(), sig.encode("utf-8", "replace")):
-        raise WebhookRejected("bad signature")
-    if abs((time.time() if now is None else now) - t) > tolerance_s:
-        raise WebhookRejected("stale timestamp (replay?)")
-    if event in seen:
-        raise WebhookRejected("already received (replay)")
-    seen.add(event)
-    return json.loads(body)
+def signed_headers(secret: str, event: str, timestamp: int, body: bytes, legacy: bool) -> dict:
+    """The Standard Webhooks headers of one attempt (and the old ones, when `legacy`)."""
+    signed = f"{event}.{timestamp}.".encode() + body
+    mac = hmac.new(secret_bytes(secret), signed, hashlib.sha256).digest()
+    headers = {ID_HEADER: event, TIMESTAMP_HEADER: str(timestamp),
+               SIGNATURE_HEADER: "v1," + base64.b64encode(mac).decode()}
+    if legacy:
+        old = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+        headers.update(zip(LEGACY_HEADERS, (event, str(timestamp), "v1=" + old), strict=True))
+    return headers
 
 
 def _allowed(host: str, port: int, allow: list) -> bool:
@@ -120,12 +123,14 @@ class Deliverer:
 
     def __init__(self, store, blocking, document, allow: list | None = None,
                  delays_s: tuple = (5, 30, 120, 600, 1800, 3600), timeout_s: float = 10.0, poll_s: float = 1.0,
-                 per_key: int = 4, total: int = 32):
+                 per_key: int = 4, total: int = 32, legacy_headers: bool = True, on_outcome=None):
         """`blocking(fn, *args)` runs a blocking call (the job store's) off the event loop; `document(job)` is the
-        job as GET /v1/jobs/{id} answers it (the service gives it: same signed, absolute links)."""
+        job as GET /v1/jobs/{id} answers it (the service gives it: same signed, absolute links);
+        `on_outcome(state)` is told each attempt's outcome (delivered, retry, failed, refused: the metrics)."""
         self.store, self.blocking, self.document = store, blocking, document
         self.allow, self.delays_s = list(allow or []), tuple(delays_s)
         self.timeout_s, self.poll_s, self.per_key, self.total = timeout_s, poll_s, per_key, total
+        self.legacy_headers, self.on_outcome = legacy_headers, on_outcome or (lambda state: None)
         self.session = None
         self.in_flight: dict[str, asyncio.Task] = {}  # job id -> its delivery
         self.by_key: dict[str, int] = {}
@@ -194,29 +199,30 @@ class Deliverer:
         payload = {"id": event_id(job["id"], job["status"]), "type": f"job.{job['status']}", "created": time.time(),
                    "data": self.document(job)}
         body = json.dumps(payload).encode()
-        ts = int(time.time())
         error = None
         try:
             # IP literals never reach the resolver below: checked here (on the default pool: the job store's
             # threads are not for DNS)
             await asyncio.get_running_loop().run_in_executor(None, check_target, job["webhook_url"], self.allow)
+            headers = signed_headers(secret or "", payload["id"], int(time.time()), body, self.legacy_headers)
             async with self.session.post(job["webhook_url"], data=body, allow_redirects=False, headers={
-                    "Content-Type": "application/json", "User-Agent": "SonicFlow-Webhook/1",
-                    ID_HEADER: payload["id"], TIMESTAMP_HEADER: str(ts),
-                    SIGNATURE_HEADER: sign(secret or "", payload["id"], ts, body)}) as r:
+                    "Content-Type": "application/json", "User-Agent": "SonicFlow-Webhook/1", **headers}) as r:
                 if 200 <= r.status < 300:
-                    await self.blocking(self.store.webhook_outcome, job["id"], "delivered", attempts, None, None)
+                    await self._outcome(job, "delivered", attempts, None, None)
                     return
                 error = f"HTTP {r.status}"
         except JobError as e:
             error = f"{e.code}: {e.message}"
             if e.code in ("private_address", "scheme_not_allowed"):  # will never succeed: stop now
-                await self.blocking(self.store.webhook_outcome, job["id"], "refused", attempts, None, error)
+                await self._outcome(job, "refused", attempts, None, error)
                 return
         except Exception as e:  # noqa: BLE001 - network errors: retry later
             error = f"{type(e).__name__}: {e}"[:300]
         if attempts > len(self.delays_s):
-            await self.blocking(self.store.webhook_outcome, job["id"], "failed", attempts, None, error)
+            await self._outcome(job, "failed", attempts, None, error)
         else:
-            await self.blocking(self.store.webhook_outcome, job["id"], "pending", attempts,
-                                    time.time() + self.delays_s[attempts - 1], error)
+            await self._outcome(job, "pending", attempts, time.time() + self.delays_s[attempts - 1], error)
+
+    async def _outcome(self, job: dict, state: str, attempts: int, next_at: float | None, error: str | None):
+        await self.blocking(self.store.webhook_outcome, job["id"], state, attempts, next_at, error)
+        self.on_outcome("retry" if state == "pending" else state)

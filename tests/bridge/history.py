@@ -48,16 +48,18 @@ class History:
             attempted = {k for k in self.attempts if mine(k)}
             succeeded = {k for k, rs in self.results.items() if mine(k) and any(r["status"] == "succeeded" for r in rs)}
             failed = {k for k, rs in self.results.items() if mine(k) and any(r["status"] == "failed" for r in rs)}
+            cancelled = {k for k, rs in self.results.items() if mine(k) and any(r["status"] == "cancelled" for r in rs)}
             dead = {k for k in self.dead_letters if mine(k)}
-            answered = succeeded | failed  # every job must get a result message, dead-lettered ones included
+            answered = succeeded | failed | cancelled  # every job gets a result message, dead-lettered ones included
             completed = answered | dead
             # A job may have several result messages (at-least-once delivery), but they must be the same result.
             inconsistent = {k for k, rs in self.results.items() if mine(k) and
                             len({json.dumps(r, sort_keys=True) for r in rs if r["status"] == "succeeded"}) > 1}
             duplicated_effects = {k for k, n in self.effect_counts.items() if mine(k) and n > 1}
-            both = (succeeded & (failed | dead)) - self.replayed
+            both = ((succeeded & (failed | dead)) | (cancelled & (succeeded | failed))) - self.replayed
             wrong = {k for k, (status, expect) in self.attempts.items() if mine(k) and status == "ok" and
                      ((expect == "succeeded" and k not in succeeded) or
+                      (expect == "cancelled" and k not in cancelled) or
                       (expect == "dead" and not (k in dead and k in failed)))}
             return {"attempted": len(attempted), "confirmed": len(confirmed), "completed": len(answered & attempted),
                     "lost": sorted(confirmed - answered), "unexpected": sorted(completed - attempted),

@@ -1,5 +1,6 @@
-"""Operations: /metrics and /healthz, `sonicflow submit --wait`, `sonicflow status`, `sonicflow dlq list|replay`,
-SIGTERM, S3 store + s3:// inputs (moto), JSON logs, and the worker module never importing torch."""
+"""Operations: /metrics and the probes (/livez, /readyz, /healthz), `sonicflow submit --wait`, `sonicflow status`,
+`sonicflow dlq list|replay`, SIGTERM, S3 store + s3:// inputs (moto), JSON logs, and the worker module never importing
+torch."""
 from __future__ import annotations
 
 import json
@@ -32,6 +33,8 @@ def test_metrics_health_cli_and_dlq_replay(bridge, media_root):
             return False
 
     wait_until(healthy, 60, "/healthz 200")
+    for probe in ("/readyz", "/livez"):
+        assert requests.get(f"http://127.0.0.1:{port}{probe}", timeout=2).json()["ok"] is True
 
     out = _cli(bridge, "submit", "--job-id", "ops-cli", "--template", "talking_head",
                "--image", str(media_root / "portrait.png"),
@@ -81,6 +84,35 @@ def test_metrics_health_cli_and_dlq_replay(bridge, media_root):
     assert worker.term(60) == 0
     assert any(e["event"] == "worker_exit" for e in worker.events())
     wait_until(lambda: bridge.client.status()[f"{bridge.prefix}.jobs"]["consumers"] == 0, 30, "consumer gone")
+
+
+def test_alive_but_not_ready_while_comfyui_is_away(bridge):
+    """A worker whose ComfyUI does not answer is alive (/livez 200: restarting it would not help) but not ready
+    (/readyz and /healthz 503); the probes listen where --metrics-host says (127.0.0.2: loopback, not 127.0.0.1)."""
+    port = free_port()
+    worker = bridge.worker("--metrics-port", str(port), "--metrics-host", "127.0.0.2",
+                           comfy=[f"http://127.0.0.1:{free_port()}"])
+    base = f"http://127.0.0.2:{port}"
+
+    def live():
+        assert worker.alive()
+        try:
+            return requests.get(base + "/livez", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    wait_until(live, 60, "/livez 200")
+    assert requests.get(base + "/livez", timeout=2).json() == {"ok": True, "threads": {"consumer-0": True}}
+    wait_until(lambda: requests.get(base + "/readyz", timeout=2).json()["consumers"], 30, "the consumer's state")
+    for probe in ("/readyz", "/healthz"):
+        r = requests.get(base + probe, timeout=2)
+        assert r.status_code == 503 and r.json()["consumers"]["consumer-0"]["comfy"] is False, r.text
+    try:
+        requests.get(f"http://127.0.0.1:{port}/livez", timeout=2)
+        raise AssertionError("the probes answered on 127.0.0.1")
+    except requests.ConnectionError:
+        pass
+    assert worker.term(60) == 0
 
 
 def test_sigterm_during_a_job_interrupts_and_requeues_it(bridge):

@@ -89,18 +89,23 @@ class FrontDoor:
     """One `sonicflow api` process with its own broker prefix, store folder and job-store tables."""
 
     def __init__(self, tmp, db: str, pg_url: str | None = None, webhook_allow: list | None = None,
-                 env: dict | None = None, launcher: list | None = None, amqp: str = AMQP):
+                 env: dict | None = None, launcher: list | None = None, amqp: str = AMQP,
+                 share: FrontDoor | None = None, table_prefix: str | None = None, db_url: str | None = None):
         """`launcher`: what runs the command instead of `python sonicflow_cli.py` (e.g. devtools.record_modules);
         `amqp`: the broker URL the front door uses (a relay before the test broker, say); the tests' own helpers
-        always reach the broker directly."""
+        always reach the broker directly. `share`: another front door whose broker prefix, object store and job
+        store this one uses too (a second process of one deployment); `db_url`, `table_prefix`: tables a test made."""
         _n[0] += 1
-        self.prefix = f"sfa{SESSION}n{_n[0]}"
-        self.table_prefix = f"t{SESSION}n{_n[0]}_"
+        self.prefix = share.prefix if share else f"sfa{SESSION}n{_n[0]}"
+        self.table_prefix = share.table_prefix if share else table_prefix or f"t{SESSION}n{_n[0]}_"
         self.tmp = tmp
-        self.store = tmp / "store"
-        self.db_url = pg_url if db == "postgres" else f"sqlite:///{tmp}/api.db"
+        self.store = share.store if share else tmp / "store"
+        own_db = db_url or (pg_url if db == "postgres" else f"sqlite:///{tmp}/api.db")
+        self.db_url = share.db_url if share else own_db
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        ops = (env or {}).get("SONICFLOW_API_METRICS_PORT")  # the probes' own listener, when the test asks for one
+        self.ops_url = f"http://{(env or {}).get('SONICFLOW_API_METRICS_HOST', '127.0.0.1')}:{ops}" if ops else self.url
         self.webhook_allow = webhook_allow or []
         self.env = {**os.environ, **(env or {})}
         self.amqp = amqp
@@ -108,9 +113,17 @@ class FrontDoor:
         self.log_path = str(tmp / "api.log")
         self.workers: list = []
         self.launcher = launcher or [PY, os.path.join(ROOT, "sonicflow_cli.py")]
-        from queue_bridge.front_door import JobStore
+        self._jobstore = None
 
-        self.jobstore = JobStore(self.db_url, self.table_prefix, pool_size=1)
+    @property
+    def jobstore(self):
+        """The tests' own connection to the job store, opened on first use (so a test can leave the migrating to
+        the front door it starts)."""
+        if self._jobstore is None:
+            from queue_bridge.front_door import JobStore
+
+            self._jobstore = JobStore(self.db_url, self.table_prefix, pool_size=1)
+        return self._jobstore
 
     def key(self, rate: float = 600, burst: int = 200, quota: int = 100000) -> str:
         return self.jobstore.create_key("test", rate, burst, quota)["api_key"]
@@ -132,11 +145,11 @@ class FrontDoor:
             if self.proc.poll() is not None:
                 raise AssertionError(f"sonicflow api exited {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                return requests.get(self.url + "/healthz", timeout=2).status_code == 200
+                return requests.get(self.ops_url + "/readyz", timeout=2).status_code == 200
             except requests.RequestException:
                 return False
 
-        wait_until(up, 60, "sonicflow api answering /healthz with the broker connected")
+        wait_until(up, 60, "sonicflow api answering /readyz with the broker connected")
         return self
 
     def log_tail(self, n: int = 60) -> str:
@@ -248,6 +261,7 @@ class FrontDoor:
         if self.db_url.startswith("postgresql"):
             self.jobstore.drop_tables()
         self.jobstore.close()
+        self._jobstore = None
 
 
 @pytest.fixture

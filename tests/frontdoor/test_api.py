@@ -4,6 +4,7 @@ download, signed webhook with retries; the receiver refuses a replayed webhook."
 from __future__ import annotations
 
 import hashlib
+import hmac
 import http.server
 import json
 import os
@@ -12,6 +13,7 @@ import time
 
 import pytest
 import requests
+import standardwebhooks
 
 from queue_bridge.front_door import webhooks
 
@@ -19,7 +21,8 @@ from .conftest import portrait_png, speech_wav, submit, wait_until
 
 
 class Receiver:
-    """A webhook receiver on loopback that verifies signature + timestamp + id, like a customer's endpoint should."""
+    """A webhook receiver on loopback that verifies signature + timestamp + id, like a customer's endpoint should:
+    with the `standardwebhooks` library."""
 
     def __init__(self, fail_first: int = 0):
         self.secret = None
@@ -39,12 +42,17 @@ class Receiver:
                     self.send_response(503)
                     self.end_headers()
                     return
-                try:
-                    outer.accepted.append(webhooks.verify(outer.secret, self.headers, body, outer.seen))
-                    self.send_response(200)
-                except webhooks.WebhookRejected as e:
+                try:  # the Standard Webhooks library checks the signature and the timestamp; the id is ours
+                    payload = standardwebhooks.Webhook(outer.secret).verify(body, dict(self.headers))
+                except standardwebhooks.WebhookVerificationError as e:
                     outer.refused.append(str(e))
-                    self.send_response(409 if str(e).startswith("already") else 401)
+                    self.send_response(401)
+                else:
+                    duplicate = self.headers["webhook-id"] in outer.seen
+                    outer.seen.add(self.headers["webhook-id"])
+                    if not duplicate:
+                        outer.accepted.append(payload)
+                    self.send_response(409 if duplicate else 200)
                 self.end_headers()
 
             def log_message(self, *a):
@@ -156,7 +164,12 @@ def test_job_lifecycle(db, request, frontdoor_factory, receiver):
     wait_until(lambda: receiver.accepted, 60, "a verified webhook delivery")
     payload = receiver.accepted[0]
     assert payload["type"] == "job.succeeded" and payload["data"]["id"] == job["id"]
-    assert len(receiver.raw) == 2 and receiver.raw[0][0]["sonicflow-webhook-id"] == payload["id"]
+    assert len(receiver.raw) == 2 and receiver.raw[0][0]["webhook-id"] == payload["id"]
+    # the previous release's headers come too (this release only), signed with the secret's text as before
+    headers, body = receiver.raw[-1]
+    signed = f"{payload['id']}.{headers['webhook-timestamp']}.".encode() + body
+    assert headers["sonicflow-webhook-id"] == payload["id"]
+    assert headers["sonicflow-signature"] == "v1=" + hmac.new(receiver.secret.encode(), signed, "sha256").hexdigest()
     wait_until(lambda: get()["webhook"]["state"] == "delivered", 30, "webhook state delivered")
     assert get()["webhook"]["attempts"] == 2
 
@@ -169,8 +182,7 @@ def test_job_lifecycle(db, request, frontdoor_factory, receiver):
     old_ts = int(time.time()) - 3600
     stale_id = "evt_" + "1" * 24
     stale = requests.post(receiver.url, data=body, timeout=10, headers={
-        **headers, "sonicflow-webhook-id": stale_id, "sonicflow-timestamp": str(old_ts),
-        "sonicflow-signature": webhooks.sign(receiver.secret, stale_id, old_ts, body)})
+        **headers, **webhooks.signed_headers(receiver.secret, stale_id, old_ts, body, legacy=False)})
     assert stale.status_code == 401
     assert len(receiver.accepted) == 1
 

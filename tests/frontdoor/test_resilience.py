@@ -126,8 +126,9 @@ def pg_relay(postgres):
 
 
 def test_health_follows_the_database_through_an_outage(pg_relay, frontdoor_factory):
-    """The database behind a relay that is cut and restored: /healthz says not ready while it is away, requests get
-    a 503 with Retry-After (not a 500), and both recover when it is back, in the same process."""
+    """The database behind a relay that is cut and restored: /healthz (= /readyz) says not ready while it is away,
+    /livez says alive, requests get a 503 with Retry-After (not a 500), and both recover when it is back, in the
+    same process."""
     proxy, url = pg_relay
     fd = frontdoor_factory("postgres", url)
     key = fd.key()
@@ -137,6 +138,9 @@ def test_health_follows_the_database_through_an_outage(pg_relay, frontdoor_facto
                "/healthz reporting the job store down")
     health = requests.get(fd.url + "/healthz", timeout=10).json()
     assert health["store"] is False and health["status"] == "degraded"
+    assert requests.get(fd.url + "/readyz", timeout=10).status_code == 503
+    live = requests.get(fd.url + "/livez", timeout=10)  # alive all along: a database outage is no reason to restart
+    assert live.status_code == 200 and live.json()["status"] == "ok"
     r = requests.get(fd.url + "/v1/jobs", headers={"X-API-Key": key}, timeout=20)
     assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable" and r.headers["Retry-After"]
     proxy.restore()

@@ -1,17 +1,21 @@
-// Job page: live progress (server-sent events, polling as a fallback), then the video, download and copy link.
+// Job page: live progress (server-sent events, polling as a fallback), then the video, download and copy link; a
+// queued or running job can be cancelled.
 import { api, followEvents, fmtSeconds, setupKeyForm, showError } from "./common.mjs";
 
 const jobId = location.pathname.split("/").filter(Boolean).pop();
 let shown = false;
+const FINAL = ["succeeded", "failed", "cancelled"];
 
 function render(job) {
   const status = document.getElementById("status");
   const progress = document.getElementById("progress");
   const node = document.getElementById("node");
-  const labels = { queued: "Queued: waiting for a worker…", running: "Making the video…", succeeded: "Done.", failed: "Failed." };
+  const labels = { queued: "Queued: waiting for a worker…", running: "Making the video…", succeeded: "Done.", failed: "Failed.",
+    cancelled: "Cancelled: no video will be made." };
   status.textContent = labels[job.status] || job.status;
   status.className = job.status === "succeeded" ? "ok" : job.status === "failed" ? "alert" : "";
   progress.value = job.status === "succeeded" ? 1 : job.progress || 0;
+  document.getElementById("cancel-row").hidden = FINAL.includes(job.status);
   node.textContent = job.status === "running" && job.progress_node ? `(step ${job.progress_node}, ${Math.round((job.progress || 0) * 100)}%)` : "";
   if (job.status === "failed") showError(document.getElementById("error"), job.error || new Error("the job failed"));
   if (job.status === "succeeded" && !shown) {
@@ -34,7 +38,7 @@ async function poll() {
   for (;;) {
     const job = await (await api(`/v1/jobs/${jobId}`)).json();
     render(job);
-    if (job.status === "succeeded" || job.status === "failed") return;
+    if (FINAL.includes(job.status)) return;
     await new Promise((r) => setTimeout(r, 2000));
   }
 }
@@ -49,6 +53,13 @@ async function follow() {
     try { await poll(); } catch (err2) { showError(document.getElementById("error"), err2); }
   }
 }
+
+document.getElementById("cancel").addEventListener("click", async (e) => {
+  e.target.disabled = true;
+  try { render(await (await api(`/v1/jobs/${jobId}`, { method: "DELETE" })).json()); }
+  catch (err) { showError(document.getElementById("error"), err); }
+  finally { e.target.disabled = false; }
+});
 
 document.getElementById("copy").addEventListener("click", async () => {
   const link = document.getElementById("link");
