@@ -392,6 +392,23 @@ def main(argv: list[str] | None = None) -> int:
     except SonicFlowError as e:
         print(f"sonicflow {args.command}: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001 - only the expected outages are answered here; anything else is re-raised
+        outage = _outage(e)
+        if outage is None:
+            raise
+        print(f"sonicflow {args.command}: {outage}", file=sys.stderr)
+        return 2
+
+
+def _outage(e: Exception) -> str | None:
+    """The one-line answer to an expected outage (a broker or a database that does not answer), else None."""
+    kind = f"{type(e).__module__}.{type(e).__name__}"
+    if kind.startswith("pika.exceptions."):
+        return (f"RabbitMQ did not answer ({e}). Fix: start the broker, or point --amqp / SONICFLOW_AMQP_URL at a "
+                "node that runs")
+    if type(e).__name__ in ("StoreUnavailable", "PoolTimeout", "OperationalError"):
+        return f"the job store's database did not answer ({e}). Fix: start it, or point --db / SONICFLOW_API_DB at it"
+    return None
 
 
 if __name__ == "__main__":

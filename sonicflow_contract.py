@@ -88,6 +88,11 @@ def media_format(head: bytes) -> str | None:
 _CODE = re.compile(r"\[sonicflow:([a-z0-9_]+)\]")
 
 
+# Codes of node errors that say the worker's environment failed (an object store that is down, weights or libraries
+# this ComfyUI lacks), not the job's inputs: the bridge retries those (elsewhere, later) instead of refusing the job.
+ENVIRONMENT_ERRORS = ("storage_error", "missing_weights", "missing_dependency")
+
+
 def tag_error(code: str, message: str) -> str:
     """`message` with its machine-readable code, as a node raises it: '[sonicflow:no_face] SonicFlow PreData: ...'."""
     return f"[sonicflow:{code}] {message}"

@@ -27,7 +27,7 @@ class Broker:
             raise ValueError("no AMQP URL given (SONICFLOW_AMQP_URL or --amqp)")
         self.heartbeat, self.name = heartbeat, name
         self._next = random.randrange(len(self.urls))
-        self.connected_url: str | None = None
+        self.connected_url: str | None = None  # host:port of the node of the last connection
         self._pika = pika
 
     def parameters(self, heartbeat: int | None = None, socket_timeout: float = 5.0) -> list:
@@ -57,7 +57,7 @@ class Broker:
             except self._pika.exceptions.AMQPConnectionError as e:
                 errors.append(f"{p.host}:{p.port}: {type(e).__name__}")
                 continue
-            self.connected_url = url
+            self.connected_url = f"{p.host}:{p.port}"  # where, for logs: never the URL (it holds the password)
             return conn
         raise self._pika.exceptions.AMQPConnectionError("no broker node answered (" + "; ".join(errors) + ")")
 
@@ -67,7 +67,7 @@ class Broker:
         each change."""
         backoff, lost_at = 0.5, None
         while not stop.is_set():
-            conn = None
+            conn, started = None, None
             try:
                 conn = self.connect()
                 if on_state:
@@ -76,7 +76,7 @@ class Broker:
                     log("reconnected", what=what, broker=self.connected_url,
                         down_s=round(time.monotonic() - lost_at, 3))
                     lost_at = None
-                backoff = 0.5
+                started = time.monotonic()
                 session(conn)
             except TopologyMismatch as e:  # settings that differ from the declared queues: said in full, and tried
                 log("topology_mismatch", logging.ERROR, what=what, error=str(e))  # again (an operator may fix it)
@@ -88,6 +88,10 @@ class Broker:
                 if on_state:
                     on_state(False)
                 close_quietly(conn)
+            # a session that ran a while was a real connection: start the back-off again; one that failed at once
+            # (a settings mismatch, a channel error on declare) keeps growing it, not a retry twice a second
+            if started is not None and time.monotonic() - started > 30:
+                backoff = 0.5
             stop.wait(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, 15.0)
 

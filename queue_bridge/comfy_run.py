@@ -12,7 +12,7 @@ import uuid
 from importlib import metadata
 
 import requests
-from sonicflow_contract import CONTENT_TYPES, FILE_KINDS, error_code
+from sonicflow_contract import CONTENT_TYPES, ENVIRONMENT_ERRORS, FILE_KINDS, error_code
 
 from .comfy_client import ComfyClient, PromptFailed, PromptRejected
 from .logs import log
@@ -216,11 +216,15 @@ class ComfyExecutor:
 
 
 def classify(e: PromptFailed) -> JobError:
-    """Why a prompt failed: interrupted by someone else (retry elsewhere), refused by a SonicFlow node (its tagged
-    code says the input is at fault: permanent), or anything else (retryable: a crash may not repeat)."""
+    """Why a prompt failed: interrupted by someone else (retry elsewhere); a SonicFlow node's tagged code: the
+    storage failed (retry later), this ComfyUI lacks weights or libraries (retry, elsewhere), else the input is at
+    fault (permanent); anything else is retryable (a crash may not repeat)."""
     messages = [m[0] for m in e.entry.get("status", {}).get("messages", [])]
     if "execution_interrupted" in messages:
         return JobError("comfy_crashed", f"prompt {e.prompt_id} was interrupted by someone else")
-    if error_code(str(e)):
-        return JobError("media_rejected", str(e)[:500])
-    return JobError("execution_failed", str(e)[:500], retryable=True)
+    code = error_code(str(e))
+    if code == "storage_error":
+        return JobError("storage_unavailable", str(e)[:500])
+    if code is None or code in ENVIRONMENT_ERRORS:
+        return JobError("execution_failed", str(e)[:500], retryable=True)
+    return JobError("media_rejected", str(e)[:500])

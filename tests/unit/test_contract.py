@@ -32,3 +32,21 @@ def test_media_formats_sniffed_from_bytes():
     assert contract.media_format(b"\0\0\0\x18ftypmp42") == "mp4"
     assert contract.media_format(b"<html>") is None
     assert set(contract.FORMAT_TYPES) == {f for kinds in contract.MEDIA_EXT.values() for f in kinds}
+
+
+def test_environment_failures_of_nodes_are_retried_not_blamed_on_the_input():
+    from queue_bridge.comfy_client import PromptFailed
+    from queue_bridge.comfy_run import classify
+    from sonic_core.errors import MissingDependencyError, MissingWeightsError, StorageError
+
+    assert {StorageError.code, MissingWeightsError.code, MissingDependencyError.code} == set(
+        contract.ENVIRONMENT_ERRORS)
+
+    def failed(code):
+        entry = {"status": {"status_str": "error", "messages": [["execution_error", {
+            "exception_message": contract.tag_error(code, "SonicFlow Publish: storage: the bucket did not answer")}]]}}
+        return classify(PromptFailed("p1", entry))
+
+    assert (failed("storage_error").code, failed("storage_error").retryable) == ("storage_unavailable", True)
+    assert (failed("missing_weights").code, failed("missing_weights").retryable) == ("execution_failed", True)
+    assert (failed("no_face").code, failed("no_face").retryable) == ("media_rejected", False)
