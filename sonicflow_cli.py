@@ -62,7 +62,7 @@ def _sync_check(args) -> int:
     return 0 if ok else 1
 
 
-# --- the batch bridge (queue_bridge: pika + requests, never torch) -----------------------------------------------------
+# --- the batch bridge (queue_bridge: pika + requests, never torch) ----------------------------------------------------
 
 def _bridge_settings(args):
     """The bridge's settings: environment and defaults, overridden by the command's flags."""
@@ -332,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--param", action="append", help="KEY=VALUE (JSON value, else a string), e.g. seed=7 engine=lite")
     j.add_argument("--job-id", dest="job_id", help="idempotency key (default: a new UUID)")
     j.add_argument("--timeout", type=float, help="seconds one attempt may run in ComfyUI")
-    j.add_argument("--output", help="where results go (s3://bucket/prefix/ or file:///folder/), if the worker allows it")
+    j.add_argument("--output",
+                   help="where results go (s3://bucket/prefix/ or file:///folder/), if the worker allows it")
     j.add_argument("--wait", action="store_true", help="wait for the result and print it as JSON")
     j.add_argument("--wait-timeout", dest="wait_timeout", type=float, default=3600.0)
     j.set_defaults(run=_submit)

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import re
 
-# --- engines ------------------------------------------------------------------------------------------------------------
+# --- engines ----------------------------------------------------------------------------------------------------------
 ENGINES = ("auto", "sonic", "lite")
 
-# --- a workflow's batch-job interface (nodes/job.py declares it, queue_bridge/template.py fills it) ---------------------
+# --- a workflow's batch-job interface (nodes/job.py declares it, queue_bridge/template.py fills it) -------------------
 JOB_INPUT_NODE = "SonicFlowJobInput"
 JOB_RESULT_NODE = "SonicFlowJobResult"
 INPUT_KINDS = ("image", "audio", "video", "file", "string", "int", "float", "boolean")
 FILE_KINDS = ("image", "audio", "video", "file")
 RESULT_KEY = "sonicflow_result"  # key of the Job Result node's ui dict, read back from ComfyUI's /history
 
-# --- AMQP message headers -----------------------------------------------------------------------------------------------
+# --- AMQP message headers ---------------------------------------------------------------------------------------------
 ATTEMPT_HEADER = "x-sonicflow-attempt"            # 1-based attempt of a job (retries add one)
 LAST_ERROR_HEADER = "x-sonicflow-last-error"      # code of the failure that caused a retry
 LAST_MESSAGE_HEADER = "x-sonicflow-last-message"
@@ -24,7 +24,7 @@ ERROR_CODE_HEADER = "x-sonicflow-error-code"      # on a dead letter the worker 
 ERROR_MESSAGE_HEADER = "x-sonicflow-error-message"
 REPLAYED_HEADER = "x-sonicflow-replayed"
 
-# --- media ---------------------------------------------------------------------------------------------------------------
+# --- media ------------------------------------------------------------------------------------------------------------
 MAX_PIXELS = 40_000_000       # 40 MP covers any camera portrait; 400 MP would need 1.2 GB as RGB
 MIN_SIDE = 64
 MAX_SIDE = 16384
@@ -83,7 +83,7 @@ def media_format(head: bytes) -> str | None:
     return None
 
 
-# --- errors that cross the ComfyUI boundary ------------------------------------------------------------------------------
+# --- errors that cross the ComfyUI boundary ---------------------------------------------------------------------------
 # A node's error reaches the bridge only as text in ComfyUI's history; the code travels in a fixed, parseable prefix.
 _CODE = re.compile(r"\[sonicflow:([a-z0-9_]+)\]")
 

@@ -49,7 +49,8 @@ def child(side: str, n: int, w: int, h: int, out: str) -> None:
         for i in range(n):
             images[i] = torch.from_numpy(frame(i, w, h)).float() / 255
         video = VideoFromComponents(VideoComponents(images=images, frame_rate=Fraction(FPS),
-                                                    audio={"waveform": torch.from_numpy(audio)[None], "sample_rate": 48000}))
+                                                    audio={"waveform": torch.from_numpy(audio)[None],
+                                                           "sample_rate": 48000}))
         video.save_to(out)
     else:
         import torch
@@ -91,9 +92,10 @@ def main() -> int:
     result = {"frames": n, "size": [args.width, args.height], "sonicflow": ours, "baseline": base}
     if "error" not in ours and "error" not in base:
         result["ratio_peak_memory"] = ours["peak_rss_bytes"] / base["peak_rss_bytes"]
-        print(f"{n} frames {args.width}x{args.height}: SonicFlow Video Encode peak {ours['peak_rss_bytes'] / 1e9:.2f} GB "
-              f"({ours['seconds']:.0f} s), ComfyUI CreateVideo+SaveVideo peak {base['peak_rss_bytes'] / 1e9:.2f} GB "
-              f"({base['seconds']:.0f} s): ratio {result['ratio_peak_memory']:.3f} (goal <= 0.5)")
+        print(f"{n} frames {args.width}x{args.height}: SonicFlow Video Encode peak "
+              f"{ours['peak_rss_bytes'] / 1e9:.2f} GB ({ours['seconds']:.0f} s), ComfyUI CreateVideo+SaveVideo peak "
+              f"{base['peak_rss_bytes'] / 1e9:.2f} GB ({base['seconds']:.0f} s): "
+              f"ratio {result['ratio_peak_memory']:.3f} (goal <= 0.5)")
     else:
         print(json.dumps(result, indent=1))
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)

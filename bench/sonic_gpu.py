@@ -197,7 +197,8 @@ def finish_child(proc: subprocess.Popen, out: str, timeout: float) -> dict:
 # ------------------------------------------------------------------------------------------------ main
 
 def parse(argv):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=512, help="working size (min_resolution); the image is square")
     ap.add_argument("--seconds", type=float, default=2.0, help="audio of the timed runs (2 s = 25 frames = 1 window)")
     ap.add_argument("--steps", type=int, default=25)

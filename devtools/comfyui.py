@@ -38,7 +38,8 @@ def free_port() -> int:
 class ComfyServer:
     def __init__(self, base: str, port: int | None = None, extra_args: tuple[str, ...] = (), python: str = PYTHON):
         """`python`: the interpreter of the environment ComfyUI runs in (a fresh user install, in one test)."""
-        self.base, self.port, self.extra_args, self.python = os.path.abspath(base), port or free_port(), extra_args, python
+        self.base, self.port = os.path.abspath(base), port or free_port()
+        self.extra_args, self.python = extra_args, python
         self.proc: subprocess.Popen | None = None
         self.log_path = os.path.join(self.base, "comfyui.log")
 
@@ -59,8 +60,8 @@ class ComfyServer:
 
     def start(self, timeout: float = 180.0) -> "ComfyServer":
         self._prepare()
-        cmd = [self.python, os.path.join(COMFY_DIR, "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-               "--base-directory", self.base, "--disable-auto-launch", "--disable-api-nodes",
+        cmd = [self.python, os.path.join(COMFY_DIR, "main.py"), "--cpu", "--listen", "127.0.0.1",
+               "--port", str(self.port), "--base-directory", self.base, "--disable-auto-launch", "--disable-api-nodes",
                "--database-url", f"sqlite:///{self.base}/user/comfyui.db", *self.extra_args]
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, cwd=COMFY_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -69,7 +70,8 @@ class ComfyServer:
 
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"ComfyUI exited with {self.proc.returncode}; see {self.log_path}:\n{self.log_tail()}")
+                raise RuntimeError(f"ComfyUI exited with {self.proc.returncode}; see {self.log_path}:\n"
+                                   f"{self.log_tail()}")
             try:
                 if requests.get(self.url + "/system_stats", timeout=2).ok:
                     return self

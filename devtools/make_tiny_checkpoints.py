@@ -316,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.layout in ("comfyui", "both"):
         write_comfyui(models, os.path.join(args.out_dir, "comfyui"), args.config_dir)
     mode = f", fast on {FAST_DEVICE}" if FAST_DEVICE else ""
-    print(f"wrote {args.layout} layout to {args.out_dir} (seed {args.seed}{mode}) in {time.time() - t0:.1f} s", flush=True)
+    print(f"wrote {args.layout} layout to {args.out_dir} (seed {args.seed}{mode}) in {time.time() - t0:.1f} s",
+          flush=True)
     return 0
 
 

@@ -169,13 +169,12 @@ def run(args, res, save):
 
     sys.path.insert(0, official)
     t0 = time.time()
-    import sonic as off_sonic  # noqa: E402  (official module)
-    from src.pipelines import pipeline_sonic  # noqa: E402
-    from src.pipelines.pipeline_sonic import SonicPipeline  # noqa: E402
-
     import diffusers
     import huggingface_hub
+    import sonic as off_sonic  # the official module (on sys.path above)
     import transformers
+    from src.pipelines import pipeline_sonic
+    from src.pipelines.pipeline_sonic import SonicPipeline
     res["versions"] = {"python": sys.version.split()[0], "torch": torch.__version__, "diffusers": diffusers.__version__,
                        "transformers": transformers.__version__, "huggingface_hub": huggingface_hub.__version__,
                        "official_module": os.path.abspath(off_sonic.__file__)}
@@ -313,7 +312,8 @@ def run(args, res, save):
     }
     if frames:
         res["timed"]["seconds_per_video_second"] = total / (frames / 25.0)
-    log(f"process(): {total:.2f} s for {frames} frames; stages {json.dumps({k.split(' (')[0]: round(v, 2) for k, v in res['timed']['stages_s'].items()})}")
+    stages = {k.split(" (")[0]: round(v, 2) for k, v in res["timed"]["stages_s"].items()}
+    log(f"process(): {total:.2f} s for {frames} frames; stages {json.dumps(stages)}")
     save()
 
     if not args.no_flops:

@@ -1,5 +1,6 @@
-"""Run a `sonicflow` command and, when the process exits (SIGTERM included), write the names of every module it
-loaded to a file (both commands exit cleanly on SIGTERM): how the tests check that a started worker or front door never loads torch, OpenCV and the rest.
+"""Run a `sonicflow` command and, when the process exits (SIGTERM included), write the names of every module it loaded
+to a file (both commands exit cleanly on SIGTERM): how the tests check that a started worker or front door never loads
+torch, OpenCV and the rest.
 
     python -m devtools.record_modules OUT.txt worker --comfy ... [any sonicflow arguments]
 """

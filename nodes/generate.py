@@ -66,7 +66,8 @@ class SonicFlowFramesToImages(SonicFlowNode):
         if len(frames) > max_frames:
             raise SonicFlowNodeError(
                 f"SonicFlow Frames to Images: frames: {len(frames)} frames would need {gb:.1f} GB as an IMAGE batch. "
-                "Fix: connect the frames straight to SonicFlow Video Encode, or raise max_frames if you have the memory.")
+                "Fix: connect the frames straight to SonicFlow Video Encode, or raise max_frames if you have the "
+                "memory.")
         return io.NodeOutput(numpy_to_image(np.stack(list(frames))), frames.fps)
 
 

@@ -12,6 +12,7 @@ import uuid
 from importlib import metadata
 
 import requests
+
 from sonicflow_contract import CONTENT_TYPES, ENVIRONMENT_ERRORS, FILE_KINDS, error_code
 
 from .comfy_client import ComfyClient, PromptFailed, PromptRejected

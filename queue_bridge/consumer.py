@@ -14,8 +14,13 @@ import logging
 import threading
 import time
 
-from sonicflow_contract import (ATTEMPT_HEADER, ERROR_CODE_HEADER, ERROR_MESSAGE_HEADER, LAST_ERROR_HEADER,
-                                LAST_MESSAGE_HEADER)
+from sonicflow_contract import (
+    ATTEMPT_HEADER,
+    ERROR_CODE_HEADER,
+    ERROR_MESSAGE_HEADER,
+    LAST_ERROR_HEADER,
+    LAST_MESSAGE_HEADER,
+)
 
 from .broker import Broker
 from .comfy_run import ComfyExecutor

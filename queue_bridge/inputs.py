@@ -19,6 +19,7 @@ from sonicflow_contract import MEDIA_EXT, media_format
 
 from .protocol import JobError
 
+
 @dataclass
 class InputPolicy:
     input_root: str | None = None  # paths must resolve under it; None = path inputs refused

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+
 class Metrics:
     def __init__(self):
         self.registry = CollectorRegistry()
@@ -49,7 +50,7 @@ def serve(metrics: Metrics, port: int, host: str = "127.0.0.1", threads=dict) ->
         return json.dumps({"ok": ok, **doc}).encode(), 200 if ok else 503, "application/json"
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 body, status, ctype = generate_latest(metrics.registry), 200, CONTENT_TYPE_LATEST

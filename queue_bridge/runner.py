@@ -10,14 +10,14 @@ import logging
 import time
 
 import requests
+
 from sonicflow_contract import ATTEMPT_HEADER
 
 from .comfy_run import Cancelled, ComfyExecutor, Interrupted
 from .inputs import InputPolicy, fetch_input
 from .logs import log
 from .policy import Action, Outcome, decide
-from .protocol import (BROKER_REASONS, JobError, cancelled_result, failure_result, job_id_hint, parse_job,
-                       success_result)
+from .protocol import BROKER_REASONS, JobError, cancelled_result, failure_result, job_id_hint, parse_job, success_result
 from .settings import Settings
 from .store import open_store
 from .template import TemplateLibrary, check_interface, check_values, resolved_parameters
@@ -94,7 +94,8 @@ class JobRunner:
             outputs, values, engine = self.executor.run(job, t, fetched, info, attempt, delivery, timings, store)
             s = time.monotonic()
             store.put_if_absent(f"cache/{key}.json", json.dumps(
-                {"outputs": outputs, "values": values, "engine": engine, "job_id": job.job_id}, sort_keys=True).encode())
+                {"outputs": outputs, "values": values, "engine": engine, "job_id": job.job_id},
+                sort_keys=True).encode())
             timings["cache_store"] = time.monotonic() - s
             if self.default_store.cancelled(job.job_id):  # cancelled while it ran, and this worker missed the message
                 return self._cancelled(job, attempt, timings, t0)

@@ -69,7 +69,8 @@ class TemplateLibrary:
     def get(self, name: str) -> Template:
         path = self.path_of(name)
         if path is None:
-            raise JobError("unknown_template", f"no template '{name}' in {self.folder} (have: {', '.join(self.names())})")
+            raise JobError("unknown_template",
+                           f"no template '{name}' in {self.folder} (have: {', '.join(self.names())})")
         mtime = os.path.getmtime(path)
         hit = self._cache.get(name)
         if hit and hit[0] == mtime:
@@ -124,17 +125,20 @@ def check_interface(t: Template, job_inputs: dict, parameters: dict) -> None:
     for name in job_inputs:
         d = t.inputs.get(name)
         if d is None:
-            raise JobError("unknown_input", f"template {t.name} has no input '{name}' (has: {', '.join(sorted(t.inputs))})")
+            raise JobError("unknown_input",
+                           f"template {t.name} has no input '{name}' (has: {', '.join(sorted(t.inputs))})")
         if d.kind not in FILE_KINDS:
             raise JobError("unknown_input", f"'{name}' is a {d.kind} value: give it in parameters, not inputs")
     for name, value in parameters.items():
         d = t.inputs.get(name)
         if d is None:
-            raise JobError("unknown_input", f"template {t.name} has no parameter '{name}' (has: {', '.join(sorted(t.inputs))})")
+            raise JobError("unknown_input",
+                           f"template {t.name} has no parameter '{name}' (has: {', '.join(sorted(t.inputs))})")
         if d.kind in FILE_KINDS:
             raise JobError("unknown_input", f"'{name}' is a {d.kind} file: give it in inputs, not parameters")
         if not _type_ok(d.kind, value):
-            raise JobError("bad_parameter", f"parameter '{name}' must be {d.kind}, got {type(value).__name__} {value!r}")
+            raise JobError("bad_parameter",
+                           f"parameter '{name}' must be {d.kind}, got {type(value).__name__} {value!r}")
     for d in t.inputs.values():
         if d.required and d.name not in job_inputs and d.name not in parameters:
             raise JobError("missing_input", f"template {t.name} requires '{d.name}' ({d.kind})")
@@ -180,7 +184,8 @@ def fill(t: Template, uploaded: dict, parameters: dict, object_info: dict) -> di
     for name, filename in uploaded.items():
         d = t.inputs[name]
         if d.source is None:
-            raise JobError("unknown_template", f"{t.path}: Job Input '{name}' ({d.kind}) has no loader linked into value")
+            raise JobError("unknown_template",
+                           f"{t.path}: Job Input '{name}' ({d.kind}) has no loader linked into value")
         loader = prompt[d.source[0]]
         widget = _file_widget(object_info, loader["class_type"])
         if widget is None:

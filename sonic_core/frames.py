@@ -33,7 +33,8 @@ class FrameSequence:
             yield self.frame(i)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.engine} {self.n_frames} frames {self.width}x{self.height} @ {self.fps} fps>"
+        return (f"<{type(self).__name__} {self.engine} {self.n_frames} frames {self.width}x{self.height} "
+                f"@ {self.fps} fps>")
 
 
 class RenderedFrames(FrameSequence):

@@ -24,10 +24,10 @@ import uuid
 
 from aiohttp import web
 
-from .. import TemplateLibrary, JobError, make_job, open_store, setup_logging
-from .errors import ApiError, error_response
+from .. import JobError, TemplateLibrary, make_job, open_store, setup_logging
 from .cancel import cancel_job
 from .downloads import Downloads
+from .errors import ApiError, error_response
 from .jobstore import TERMINAL, JobStore, StoreUnavailable
 from .messaging import Follower, MaybeQueued, NotQueued, Publisher
 from .openapi import document
@@ -360,7 +360,7 @@ async def errors_middleware(request, handler):
         resp = error_response(e.status, code, e.reason or code)
     except (ConnectionResetError, asyncio.CancelledError):
         raise
-    except Exception:  # noqa: BLE001 - a bug: log it, answer JSON
+    except Exception:  # a bug: log it, answer JSON
         log.exception("unhandled error on %s %s", request.method, request.path)
         resp = error_response(500, "internal_error", "an unexpected error; it was logged")
     if not resp.prepared:

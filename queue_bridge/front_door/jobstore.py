@@ -166,8 +166,8 @@ class JobStore:
     def create_key(self, name: str, rate_per_min: float = 30.0, burst: int = 10, daily_quota: int = 1000) -> dict:
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         webhook_secret = new_secret()
-        self.execute("INSERT INTO {p}api_keys (id, name, secret_hash, webhook_secret, rate_per_min, burst, daily_quota, "
-                     "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        self.execute("INSERT INTO {p}api_keys (id, name, secret_hash, webhook_secret, rate_per_min, burst, "
+                     "daily_quota, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                      (key_id, name, hash_secret(secret), webhook_secret, float(rate_per_min), int(burst),
                       int(daily_quota), time.time()))
         return {"id": key_id, "name": name, "api_key": f"{KEY_PREFIX}{key_id}_{secret}",
@@ -200,7 +200,7 @@ class JobStore:
         rows = self.query("SELECT webhook_secret FROM {p}api_keys WHERE id = ?", (key_id,))
         return rows[0][0] if rows else None
 
-    # -- jobs -----------------------------------------------------------------------------------------------------------
+    # -- jobs ----------------------------------------------------------------------------------------------------------
 
     def _row(self, r: tuple) -> dict:
         d = dict(zip(JOB_COLUMNS, r))
@@ -234,7 +234,7 @@ class JobStore:
                           tuple(row[col] for col in JOB_COLUMNS))
                 c.execute("COMMIT")
                 return "inserted"
-            except Exception as e:  # noqa: BLE001 - sqlite3.IntegrityError / psycopg.errors.UniqueViolation
+            except Exception as e:  # sqlite3.IntegrityError / psycopg.errors.UniqueViolation
                 c.execute("ROLLBACK")
                 if "unique" in str(e).lower() or "UniqueViolation" in type(e).__name__:
                     return "duplicate"
@@ -306,7 +306,7 @@ class JobStore:
             "webhook_state = CASE WHEN webhook_url IS NULL THEN NULL ELSE 'pending' END, webhook_next_at = ? "
             "WHERE id = ? AND status IN ('accepting', 'queued', 'running')", (now, now, job_id)) > 0
 
-    # -- webhooks -------------------------------------------------------------------------------------------------------
+    # -- webhooks ------------------------------------------------------------------------------------------------------
 
     def due_webhooks(self, now: float, limit: int, per_key: int, skip: list) -> list[dict]:
         """Up to `limit` webhooks due now, the oldest first, at most `per_key` of one API key (so one tenant's

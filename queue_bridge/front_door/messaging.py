@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 
-from .. import Broker, BridgeClient, NotAccepted, Settings
+from .. import BridgeClient, Broker, NotAccepted, Settings
 from .jobstore import JobStore, StoreUnavailable
 
 log = logging.getLogger("sonicflow.api")
@@ -229,7 +229,7 @@ class Follower(threading.Thread):
             time.sleep(1.0)
             ch.basic_nack(method.delivery_tag, requeue=True)
             return
-        except Exception:  # noqa: BLE001 - this document cannot be stored: requeued, it would stall every later one
+        except Exception:  # this document cannot be stored: requeued, it would stall every later one
             log.exception("follower: the result of %s cannot be stored; dropped", job_id[:128])
             changed = False
         ch.basic_ack(method.delivery_tag)

@@ -6,7 +6,8 @@ from sonicflow_contract import ENGINES
 PARAMETERS = {
     "type": "object", "additionalProperties": False,
     "properties": {
-        "seed": {"type": "integer", "minimum": 0, "maximum": 4294967295, "description": "Same seed + same inputs = same video."},
+        "seed": {"type": "integer", "minimum": 0, "maximum": 4294967295,
+                 "description": "Same seed + same inputs = same video."},
         "engine": {"type": "string", "enum": list(ENGINES), "description": "auto: sonic when installed, else lite."},
         "min_resolution": {"type": "integer", "minimum": 64, "maximum": 2048, "multipleOf": 64,
                            "description": "Short side of the face crop (official 512)."},
@@ -39,7 +40,8 @@ JOB = {"type": "object", "required": ["id", "status", "status_url"], "properties
 
 JSON_REQUEST = {"type": "object", "additionalProperties": False, "required": ["image_url", "audio_url"], "properties": {
     "image_url": {"type": "string", "format": "uri", "maxLength": 2048,
-                  "description": "http(s) URL of the portrait; private, loopback and link-local addresses are refused."},
+                  "description": "http(s) URL of the portrait; private, loopback and link-local addresses are "
+                                 "refused."},
     "audio_url": {"type": "string", "format": "uri", "maxLength": 2048},
     "parameters": PARAMETERS,
     "webhook_url": {"type": "string", "format": "uri", "maxLength": 2048},
@@ -49,7 +51,8 @@ JSON_REQUEST = {"type": "object", "additionalProperties": False, "required": ["i
 MULTIPART_REQUEST = {"type": "object", "required": ["image", "audio"], "properties": {
     "image": {"type": "string", "format": "binary", "description": "PNG, JPEG or WebP portrait."},
     "audio": {"type": "string", "format": "binary", "description": "WAV, MP3, FLAC, Ogg or M4A speech."},
-    "parameters": {"type": "string", "description": "JSON object of parameters (or give seed/engine/min_resolution as fields)."},
+    "parameters": {"type": "string",
+                   "description": "JSON object of parameters (or give seed/engine/min_resolution as fields)."},
     "seed": {"type": "integer", "minimum": 0, "maximum": 4294967295},
     "engine": {"type": "string", "enum": list(ENGINES)},
     "min_resolution": {"type": "integer", "minimum": 64, "maximum": 2048, "multipleOf": 64},

@@ -1,8 +1,9 @@
 """Checking uploaded media by content, before anything is stored or queued (the front door's first gate).
 
 Light on purpose (Pillow headers and PyAV, never torch): the front door runs beside the queue, not beside a GPU.
-The format comes from the bytes (`sonicflow_contract.media_format`, the same sniffing the worker applies), never from the file name or the
-declared Content-Type; a declared type or extension that disagrees with the bytes is refused as mislabelled.
+The format comes from the bytes (`sonicflow_contract.media_format`, the same sniffing the worker applies), never from
+the file name or the declared Content-Type; a declared type or extension that disagrees with the bytes is refused as
+mislabelled.
 
 Checks, in order of cost: size limit -> magic bytes -> structure (trailing bytes after the image's end marker: a
 polyglot; RIFF size of WAV/WebP) -> header dimensions and pixel count (before any pixel is decoded: decompression
@@ -16,8 +17,7 @@ import io
 import struct
 from dataclasses import dataclass
 
-from sonicflow_contract import (FORMAT_TYPES, MAX_PIXELS, MAX_SIDE, MEDIA_EXT, MIN_SIDE, audio_over_limits,
-                                media_format)
+from sonicflow_contract import FORMAT_TYPES, MAX_PIXELS, MAX_SIDE, MEDIA_EXT, MIN_SIDE, audio_over_limits, media_format
 
 # What a client may declare for each format (Content-Type of the part, and the file name's extension).
 DECLARED_TYPES = {
@@ -134,7 +134,7 @@ def _check_trailing(fmt: str, data: bytes, field: str) -> None:
                                         "hidden inside another); re-export the image or audio", 422, field)
 
 
-# --- decoders -----------------------------------------------------------------------------------------------------------
+# --- decoders ---------------------------------------------------------------------------------------------------------
 
 def check_image(data: bytes, fmt: str, field: str) -> tuple[int, int]:
     from PIL import Image

@@ -14,7 +14,7 @@ def _iso(t: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else None
 
 
-# --- views and signed links ---------------------------------------------------------------------------------------------
+# --- views and signed links -------------------------------------------------------------------------------------------
 
 class Links:
     """Signs links with the first of `secrets` and accepts any of them (the previous secret during a rotation's

@@ -38,7 +38,8 @@ def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- sound -> tracks
 
 def _features(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per 10 ms: level in dB, F1 proxy in [0,1] (centroid of 250-1000 Hz), spread in dB (1.5-3 kHz over 250-1000 Hz)."""
+    """Per 10 ms: level in dB, F1 proxy in [0,1] (centroid of 250-1000 Hz), spread in dB (1.5-3 kHz over
+    250-1000 Hz)."""
     x = np.pad(audio.astype(np.float32), (WIN // 2, WIN // 2))
     n = max(1, 1 + (len(x) - WIN) // HOP)
     frames = np.lib.stride_tricks.as_strided(x, (n, WIN), (x.strides[0] * HOP, x.strides[0]))
@@ -96,7 +97,8 @@ def _speech_tracks(audio: np.ndarray, fps: float, n_frames: int) -> dict[str, np
 
 
 def _blinks(rng: np.random.Generator, fps: float, n_frames: int) -> np.ndarray:
-    """Eyelid closure per frame: ~17 blinks/min at gamma-distributed intervals, 120-300 ms, closing faster than opening."""
+    """Eyelid closure per frame: ~17 blinks/min at gamma-distributed intervals, 120-300 ms, closing faster than
+    opening."""
     dur_total = n_frames / fps
     out = np.zeros(n_frames, np.float32)
     t = rng.uniform(0.4, 2.5)
@@ -182,7 +184,8 @@ class _Mouth:
 
     @staticmethod
     def _lip_colour(image: np.ndarray, lm: FaceLandmarks) -> np.ndarray:
-        y, x, r = int(lm.lower_lip_bottom - 0.3 * (lm.lower_lip_bottom - lm.lip_y)), int(lm.mouth[0]), int(max(1, lm.mouth_half_width * 0.3))
+        y, x, r = (int(lm.lower_lip_bottom - 0.3 * (lm.lower_lip_bottom - lm.lip_y)), int(lm.mouth[0]),
+                   int(max(1, lm.mouth_half_width * 0.3)))
         patch = image[max(0, y - 1):y + 2, max(0, x - r):x + r + 1].reshape(-1, 3)
         return np.median(patch, axis=0).astype(np.float32) if len(patch) else np.array([150, 80, 80], np.float32)
 
@@ -329,7 +332,8 @@ class LiteAnimator:
             raise InputError("image", f"expected an RGB uint8 array (H, W, 3), got {image.dtype} {image.shape}",
                              "pass the portrait as 8-bit RGB")
         if fps <= 0 or n_frames < 1:
-            raise InputError("fps", f"fps={fps}, n_frames={n_frames}", "use a positive frame rate and at least one frame")
+            raise InputError("fps", f"fps={fps}, n_frames={n_frames}",
+                             "use a positive frame rate and at least one frame")
         self.image = np.ascontiguousarray(image[..., :3])
         self.n_frames, self.fps = int(n_frames), float(fps)
         H, W = self.image.shape[:2]

@@ -127,8 +127,8 @@ def load_audio(path: str, input_name: str = "audio") -> Audio:
 def check_speech(audio: Audio, input_name: str = "audio") -> None:
     """Reject audio a talking head cannot follow: empty or silent."""
     if audio.samples.size == 0 or audio.duration <= 0:
-        raise InputError(input_name, "audio has zero length", "use a recording that is at least a fraction of a second long",
-                         code="audio_empty")
+        raise InputError(input_name, "audio has zero length",
+                         "use a recording that is at least a fraction of a second long", code="audio_empty")
     peak = float(np.max(np.abs(audio.samples)))
     if not np.isfinite(peak):
         raise InputError(input_name, "audio holds invalid samples (NaN or infinity)", "re-export the recording",

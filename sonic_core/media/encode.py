@@ -98,7 +98,8 @@ class _AudioFeeder:
         end = min(self.samples.shape[1], int(round(seconds * self.rate)))
         while self.pos < end:
             n = min(self.CHUNK, end - self.pos)
-            frame = av.AudioFrame.from_ndarray(self.samples[:, self.pos:self.pos + n], format="fltp", layout=self.layout)
+            frame = av.AudioFrame.from_ndarray(self.samples[:, self.pos:self.pos + n], format="fltp",
+                                               layout=self.layout)
             frame.sample_rate, frame.pts = self.rate, self.pos
             self.out.mux(self.stream.encode(frame))
             self.pos += n

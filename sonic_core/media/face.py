@@ -90,7 +90,8 @@ def detect_face(image: np.ndarray) -> FaceBox | None:
     # Small copy first (fast); a face that is small in a big picture needs the finer copy.
     for side in (_DETECT_SIDE, 2 * _DETECT_SIDE):
         s = min(1.0, side / max(h, w))
-        small = cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA) if s < 1 else gray
+        small = (cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+                 if s < 1 else gray)
         box = _detect_largest(cv2.equalizeHist(small))
         if box is not None:
             x, y, bw, bh, votes = box

@@ -17,11 +17,11 @@ from .sniff import describe_file
 def check_dimensions(width: int, height: int, input_name: str = "image") -> None:
     if width * height > MAX_PIXELS:
         raise InputError(input_name, f"image is {width}x{height} ({width * height / 1e6:.0f} MP), over the "
-                         f"{MAX_PIXELS / 1e6:.0f} MP limit", "downscale it (a portrait needs no more than about 2000 px a side)",
-                         code="image_too_large")
+                         f"{MAX_PIXELS / 1e6:.0f} MP limit",
+                         "downscale it (a portrait needs no more than about 2000 px a side)", code="image_too_large")
     if min(width, height) < MIN_SIDE:
-        raise InputError(input_name, f"image is only {width}x{height}", f"use an image at least {MIN_SIDE} px on each side",
-                         code="image_too_small")
+        raise InputError(input_name, f"image is only {width}x{height}",
+                         f"use an image at least {MIN_SIDE} px on each side", code="image_too_small")
 
 
 def load_image(path: str, input_name: str = "image") -> np.ndarray:
@@ -43,9 +43,11 @@ def load_image(path: str, input_name: str = "image") -> np.ndarray:
         raise
     except Image.DecompressionBombError as e:  # PIL refuses > 2x its own limit (179 MP) inside Image.open
         raise InputError(input_name, f"'{os.path.basename(path)}' is over the {MAX_PIXELS / 1e6:.0f} MP limit ({e})",
-                         "downscale it (a portrait needs no more than about 2000 px a side)", code="image_too_large") from e
+                         "downscale it (a portrait needs no more than about 2000 px a side)",
+                         code="image_too_large") from e
     except UnidentifiedImageError as e:
         raise InputError(input_name, f"'{os.path.basename(path)}' is not a readable image ({describe_file(path)})", fix,
                          code="image_unreadable") from e
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt pixel data
-        raise InputError(input_name, f"'{os.path.basename(path)}' is corrupt ({e})", fix, code="image_unreadable") from e
+        raise InputError(input_name, f"'{os.path.basename(path)}' is corrupt ({e})", fix,
+                         code="image_unreadable") from e

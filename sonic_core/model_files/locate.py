@@ -33,7 +33,8 @@ class SonicWeights:
 def _svd(roots: list[str]) -> str | None:
     for root in roots:
         folder = os.path.join(root, SVD_DIR)
-        if os.path.isfile(os.path.join(folder, "vae", "config.json")) and os.path.isdir(os.path.join(folder, "image_encoder")):
+        if (os.path.isfile(os.path.join(folder, "vae", "config.json"))
+                and os.path.isdir(os.path.join(folder, "image_encoder"))):
             return folder
         for base in (root, os.path.join(os.path.dirname(root.rstrip("/")), "checkpoints")):
             hits = sorted(glob.glob(os.path.join(base, "svd_xt*.safetensors")))
@@ -59,7 +60,8 @@ def locate_weights(roots: list[str]) -> tuple[SonicWeights, list[str]]:
     if svd:
         paths["svd"] = svd
     else:
-        missing.append(f"  {SVD_DIR}/vae + image_encoder (or models/checkpoints/svd_xt*.safetensors) from {WHERE_TO_GET['svd']}")
+        missing.append(f"  {SVD_DIR}/vae + image_encoder (or models/checkpoints/svd_xt*.safetensors) from "
+                       f"{WHERE_TO_GET['svd']}")
     return SonicWeights(paths), missing
 
 

@@ -8,8 +8,8 @@ file is not hashed). Small JSON configs are plain git files on `main` that upstr
     https://huggingface.co/RedbeardNZ/comfyui-sonic-models/commit/1cf858513a5ea35c94905eec5a2153e26fd59be6 ; the
     byte sizes match those other projects report for LeonJoe13/Sonic's own URLs.
   * stable-video-diffusion-img2vid-xt: the VAE's sha256 is on
-    https://huggingface.co/stabilityai/stable-video-diffusion-img2vid-xt/blob/6613776d5d1418e4cef7230ec398de2815e6c850/vae/diffusion_pytorch_model.fp16.safetensors ;
-    sizes and the image encoder's sha256 from peer projects' manifests pinned at revision 9e43909513c6 (main; the
+    https://huggingface.co/stabilityai/stable-video-diffusion-img2vid-xt/blob/6613776d5d1418e4cef7230ec398de2815e6c850/vae/diffusion_pytorch_model.fp16.safetensors
+    ; sizes and the image encoder's sha256 from peer projects' manifests pinned at revision 9e43909513c6 (main; the
     weights have not changed since "Add diffusers weights (#22)").
   * openai/whisper-tiny: model.safetensors as pinned by several peer projects (revision 169d4a4341b3).
 """

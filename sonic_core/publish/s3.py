@@ -1,6 +1,7 @@
 """The S3-compatible sink (boto3). Credentials and defaults, first found wins:
 1. environment: SONICFLOW_S3_ENDPOINT, SONICFLOW_S3_ACCESS_KEY, SONICFLOW_S3_SECRET_KEY, SONICFLOW_S3_REGION;
-2. a JSON file at $SONICFLOW_S3_CONFIG or ~/.config/sonicflow/s3.json with keys endpoint, access_key, secret_key, region;
+2. a JSON file at $SONICFLOW_S3_CONFIG or ~/.config/sonicflow/s3.json with keys endpoint, access_key, secret_key,
+   region;
 3. boto3's own chain (AWS_ACCESS_KEY_ID..., ~/.aws/credentials, instance roles).
 """
 from __future__ import annotations
@@ -62,4 +63,5 @@ def publish_s3(path: str, bucket: str, provenance: dict, prefix: str = "", endpo
         raise StorageError(f"upload to bucket '{bucket}' failed: {e}", "check the endpoint, the bucket and the "
                            "credentials (SONICFLOW_S3_* or ~/.config/sonicflow/s3.json)") from e
     base = (client.meta.endpoint_url or "").rstrip("/")
-    return Published(url=f"{base}/{bucket}/{key}", sha256=digest, size=size, key=key, sidecar_url=f"{base}/{bucket}/{side_key}")
+    return Published(url=f"{base}/{bucket}/{key}", sha256=digest, size=size, key=key,
+                     sidecar_url=f"{base}/{bucket}/{side_key}")

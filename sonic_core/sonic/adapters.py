@@ -1,8 +1,8 @@
 """Sonic's two audio adapters, with the attribute names of the official checkpoints.
 
-`AudioProjModel` (audio2token.pth) turns 10 whisper tokens x 5 hidden states x 384 channels around one video
-frame into 32 context tokens of 1024 channels; `Audio2bucketModel` (audio2bucket.pth) turns 50 tokens of the last
-hidden state plus the CLIP image embedding into two motion-bucket scalars (the official src/models/audio_adapter/audio_proj.py).
+`AudioProjModel` (audio2token.pth) turns 10 whisper tokens x 5 hidden states x 384 channels around one video frame into
+32 context tokens of 1024 channels; `Audio2bucketModel` (audio2bucket.pth) turns 50 tokens of the last hidden state plus
+the CLIP image embedding into two motion-bucket scalars (the official src/models/audio_adapter/audio_proj.py).
 """
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ class Audio2bucketModel(nn.Module):
         self.act = nn.SiLU()
 
     def forward(self, audio_embeds: torch.Tensor, clip_embeds: torch.Tensor) -> torch.Tensor:
-        """audio (batch, frames, seq_len, blocks, channels), clip (batch*frames, clip_channels) -> (batch, frames, 2, 1)."""
+        """audio (batch, frames, seq_len, blocks, channels), clip (batch*frames, clip_channels)
+        -> (batch, frames, 2, 1)."""
         bz, f = audio_embeds.shape[:2]
         x = torch.cat([audio_embeds.reshape(bz * f, self.audio_dim), clip_embeds.reshape(bz * f, -1)], dim=-1)
         x = self.act(self.proj1(x))

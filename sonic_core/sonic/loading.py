@@ -100,8 +100,8 @@ def read_state_dict(path: str) -> dict:
     except _FileProblem:
         raise
     except Exception as e:  # noqa: BLE001 - every reader error becomes one line about the file
-        raise _FileProblem(path, f"cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})",
-                           _REDOWNLOAD) from None
+        raise _FileProblem(path, f"cannot be read ({type(e).__name__}: "
+                                 f"{str(e).splitlines()[0][:160] if str(e) else ''})", _REDOWNLOAD) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
@@ -221,7 +221,8 @@ def _first(folder: str, names: tuple[str, ...]) -> str:
         p = os.path.join(folder, n)
         if os.path.isfile(p):
             return p
-    raise _FileProblem(os.path.join(folder, names[0]), "is missing", "download it (or one of: " + ", ".join(names[1:]) + ")")
+    raise _FileProblem(os.path.join(folder, names[0]), "is missing",
+                       "download it (or one of: " + ", ".join(names[1:]) + ")")
 
 
 def load_whisper(folder: str, device="cpu"):
@@ -392,8 +393,9 @@ def check_files(weights: SonicWeights) -> None:
         _raise(problems)
 
 
-def load_sonic(roots: list[str] | str | SonicWeights, *, device="cpu", dtype=torch.float32, config_dir: str | None = None,
-               load_rife_model: bool = True, load_face_detector: bool = True) -> SonicModels:
+def load_sonic(roots: list[str] | str | SonicWeights, *, device="cpu", dtype=torch.float32,
+               config_dir: str | None = None, load_rife_model: bool = True,
+               load_face_detector: bool = True) -> SonicModels:
     """Load every Sonic model. `dtype` applies to the UNet, VAE and CLIP (the official weight_dtype); whisper,
     audio2token, audio2bucket and RIFE stay fp32 as in the official code. Raises one WeightsError for any
     missing/corrupt/mismatched file (all bad files listed when they can be found before loading)."""

@@ -138,7 +138,8 @@ def _sample_latents(models, image: ImageInputs, samples_16k: np.ndarray, p: Soni
     latents.mul_(sigmas[0]).add_(ref_lat.float().to(home)[:, None])                   # (1, N, 4, h, w)
     trace("initial_latents", latents)
 
-    image_lat_cfg = torch.cat([torch.zeros_like(image_lat), image_lat, image_lat])[:, None].expand(-1, WINDOW, -1, -1, -1)
+    image_lat_cfg = (torch.cat([torch.zeros_like(image_lat), image_lat, image_lat])[:, None]
+                     .expand(-1, WINDOW, -1, -1, -1))
     clip = torch.cat([torch.zeros_like(image_embeds), image_embeds, image_embeds])     # (3, 1024)
     clip = clip[:, None, None].expand(-1, WINDOW, -1, -1).reshape(3 * WINDOW, 1, -1).to(dt)
     uncond_audio = uncond_tok.expand(2 * WINDOW, -1, -1)

@@ -2,12 +2,12 @@
 diffusers VAE (`AutoencoderKLTemporalDecoder`) and transformers CLIP image encoder (`CLIPVisionModelWithProjection`)
 key names that Sonic's official code uses.
 
-In the single file the VAE lives under `first_stage_model.` with Stability's (LDM/SGM) names: `encoder.down.{i}.block.{j}`,
-`decoder.up.{i}.block.{j}` (levels numbered from the full-resolution end, so diffusers' `up_blocks.k` is
-`up.{n-1-k}`), temporal resnets as `time_stack.{in_layers.0, in_layers.2, out_layers.0, out_layers.3}` plus
-`mix_factor`, mid attention as 1x1 convolutions `q, k, v, proj_out` (diffusers: linear `to_q ... to_out.0`),
-the decoder's last temporal conv as `conv_out.time_mix_conv`. It has no `quant_conv` (SGM's AutoencodingEngine has
-none): the diffusers model's is the identity. The CLIP tower is OpenCLIP's ViT under
+In the single file the VAE lives under `first_stage_model.` with Stability's (LDM/SGM) names:
+`encoder.down.{i}.block.{j}`, `decoder.up.{i}.block.{j}` (levels numbered from the full-resolution end, so diffusers'
+`up_blocks.k` is `up.{n-1-k}`), temporal resnets as `time_stack.{in_layers.0, in_layers.2, out_layers.0, out_layers.3}`
+plus `mix_factor`, mid attention as 1x1 convolutions `q, k, v, proj_out` (diffusers: linear `to_q ... to_out.0`), the
+decoder's last temporal conv as `conv_out.time_mix_conv`. It has no `quant_conv` (SGM's AutoencodingEngine has none):
+the diffusers model's is the identity. The CLIP tower is OpenCLIP's ViT under
 `conditioner.embedders.0.open_clip.model.visual.`: fused `attn.in_proj_weight` (q, k, v stacked), `proj` as the
 transposed projection matrix. The UNet part of the file is never read (Sonic's unet.pth is complete).
 """

@@ -1,5 +1,6 @@
-"""Sonic's UNet: diffusers' `UNetSpatioTemporalConditionModel` (unchanged parameters) plus the audio
-cross-attention Sonic adds on every `attn2`, run by a forward of our own (the official src/models/base/unet_spatio_temporal_condition.py).
+"""Sonic's UNet: diffusers' `UNetSpatioTemporalConditionModel` (unchanged parameters) plus the audio cross-attention
+Sonic adds on every `attn2`, run by a forward of our own (the official
+src/models/base/unet_spatio_temporal_condition.py).
 
 Parameters. `build_unet(config)` builds the diffusers module tree and gives every `attn2` (spatial and
 temporal) a child module `processor` holding `to_k_ip` / `to_v_ip`, each a one-element ModuleList of a bias-free

@@ -18,7 +18,7 @@ import wave
 
 import pytest
 
-from devtools.waiting import wait_until  # noqa: F401  (used by the tests)
+from devtools.waiting import wait_until
 
 from .history import HISTORY
 
@@ -235,7 +235,6 @@ class Bridge:
         """Publish with confirms and record the attempt in the history (ok / fail / unknown). pika connections are
         not thread-safe: a publishing thread passes its own client."""
         from queue_bridge.client import NotAccepted
-
         from queue_bridge.protocol import job_id_hint
 
         job_id = job["job_id"] if isinstance(job, dict) else job_id_hint(job)

@@ -1,6 +1,6 @@
-"""Fault tests T1-T7 (after the Jepsen RabbitMQ tests' design: a history of attempts, a final drain, lost / unexpected / duplicated): worker SIGKILL, broker restart,
-ComfyUI crash, long jobs vs heartbeats, timeouts, poison jobs, unroutable publishes. Each ends with its own
-Jepsen-style history check; test_zz_history.py checks the whole session (T8)."""
+"""Fault tests T1-T7 (after the Jepsen RabbitMQ tests' design: a history of attempts, a final drain, lost / unexpected /
+duplicated): worker SIGKILL, broker restart, ComfyUI crash, long jobs vs heartbeats, timeouts, poison jobs, unroutable
+publishes. Each ends with its own Jepsen-style history check; test_zz_history.py checks the whole session (T8)."""
 from __future__ import annotations
 
 import json
@@ -14,8 +14,8 @@ import pytest
 
 from queue_bridge.client import NotAccepted
 from queue_bridge.comfy_client import ComfyClient
-from queue_bridge.protocol import make_job
 from queue_bridge.comfy_run import prompt_id_for
+from queue_bridge.protocol import make_job
 
 from .conftest import AMQP, wait_until
 from .history import HISTORY

@@ -28,7 +28,7 @@ class Server:
         me = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 me.requests.append((self.path, self.headers.get("Host")))
                 if self.path.startswith("/hop/"):
                     scheme = "https" if tls else "http"

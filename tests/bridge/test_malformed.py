@@ -7,14 +7,14 @@ import json
 import os
 
 import numpy as np
-import pytest
 
 from .conftest import wait_until
 
 
 def _job(job_id, **over):
     doc = {"version": 1, "job_id": job_id, "template": "talking_head",
-           "inputs": {"image": "portrait.png", "audio": "speech.wav"}, "parameters": {"engine": "lite", "min_resolution": 256}}
+           "inputs": {"image": "portrait.png", "audio": "speech.wav"},
+           "parameters": {"engine": "lite", "min_resolution": 256}}
     for k, v in over.items():
         if v is None:
             doc.pop(k, None)
@@ -100,7 +100,8 @@ def _make_files(root):
     (d / "big.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * (2 * 1024 * 1024))
     (d / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(4000))
     buf = io.BytesIO()
-    Image.fromarray(np.tile(np.linspace(60, 200, 256, dtype=np.uint8), (256, 1))[..., None].repeat(3, 2)).save(buf, "PNG")
+    gray = np.tile(np.linspace(60, 200, 256, dtype=np.uint8), (256, 1))
+    Image.fromarray(gray[..., None].repeat(3, 2)).save(buf, "PNG")
     (d / "noface.png").write_bytes(buf.getvalue())
     with wave.open(str(d / "silent.wav"), "wb") as w:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
@@ -138,7 +139,7 @@ def test_malformed_jobs_are_dead_lettered_with_their_reason(bridge, media_root):
     results = bridge.wait_results([good["job_id"]], 120)
     assert results[good["job_id"]]["status"] == "succeeded"
     failed = {r["job_id"]: r["error"]["code"] for r in bridge.results if r["status"] == "failed"}
-    for case, (body, code) in expected.items():
+    for case, (_body, code) in expected.items():
         if case in failed:
             assert failed[case] == code
     assert worker.alive()

@@ -17,8 +17,8 @@ import wave
 import pytest
 import requests
 
-from devtools.comfyui import free_port  # noqa: F401  (used by the tests)
-from devtools.waiting import wait_until  # noqa: F401  (used by the tests)
+from devtools.comfyui import free_port
+from devtools.waiting import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PY = sys.executable
@@ -55,7 +55,7 @@ def postgres():
     return PG
 
 
-# --- small real media ---------------------------------------------------------------------------------------------------
+# --- small real media -------------------------------------------------------------------------------------------------
 
 def speech_wav(seconds: float = 1.2) -> bytes:
     """The first `seconds` of the bundled speech sample (short renders)."""
@@ -83,7 +83,7 @@ def portrait_jpeg(size: int = 256) -> bytes:
     return buf.getvalue()
 
 
-# --- processes ----------------------------------------------------------------------------------------------------------
+# --- processes --------------------------------------------------------------------------------------------------------
 
 class FrontDoor:
     """One `sonicflow api` process with its own broker prefix, store folder and job-store tables."""

@@ -124,7 +124,7 @@ def test_job_lifecycle(db, request, frontdoor_factory, receiver):
 
     fd.publish_progress(job["id"], 5, 10)
     status_url = fd.url + job["status_url"]
-    get = lambda: requests.get(status_url, headers={"X-API-Key": key}, timeout=10).json()  # noqa: E731
+    get = lambda: requests.get(status_url, headers={"X-API-Key": key}, timeout=10).json()
     wait_until(lambda: get()["status"] == "running", 30, "running after a progress event")
     assert get()["progress"] == 0.5
 
@@ -195,7 +195,7 @@ def test_failed_job_and_json_url_inputs(frontdoor_factory, tmp_path):
     the test-only switch); a failure result shows its code."""
     (tmp_path / "face.png").write_bytes(portrait_png())
     (tmp_path / "speech.wav").write_bytes(speech_wav(0.8))
-    handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **kw)  # noqa: E731
+    handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **kw)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
@@ -217,7 +217,7 @@ def test_failed_job_and_json_url_inputs(frontdoor_factory, tmp_path):
 
         fd.publish_result({"version": 1, "job_id": job["id"], "status": "failed", "template": "talking_head",
                            "error": {"code": "media_rejected", "message": "no face found", "retryable": False}})
-        get = lambda: requests.get(fd.url + job["status_url"], headers={"X-API-Key": key}, timeout=10).json()  # noqa
+        get = lambda: requests.get(fd.url + job["status_url"], headers={"X-API-Key": key}, timeout=10).json()
         wait_until(lambda: get()["status"] == "failed", 30, "failed after the failure result")
         assert get()["error"]["code"] == "media_rejected" and get()["results"] == []
     finally:

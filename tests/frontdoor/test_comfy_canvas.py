@@ -149,7 +149,8 @@ def test_template_browser_shows_the_canvas_templates_with_thumbnails(comfy_serve
         page.get_by_role("dialog").get_by_text("SonicFlow", exact=True).click()
         cards = page.locator("[data-testid^='template-workflow-']")
         cards.first.wait_for(timeout=30_000)
-        names = sorted(t[len("template-workflow-"):] for t in cards.evaluate_all("els => els.map(e => e.dataset.testid)"))
+        names = sorted(t[len("template-workflow-"):]
+                       for t in cards.evaluate_all("els => els.map(e => e.dataset.testid)"))
         assert names == canvas
         page.wait_for_function("() => [...document.querySelectorAll(\"[data-testid^='template-workflow-'] img\")]"
                                ".every(i => i.complete && i.naturalWidth > 0)", timeout=30_000)

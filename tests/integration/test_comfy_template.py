@@ -120,7 +120,8 @@ def _flat_png() -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(np.tile(np.linspace(60, 200, 512, dtype=np.uint8), (512, 1))[..., None].repeat(3, 2)).save(buf, "PNG")
+    gray = np.tile(np.linspace(60, 200, 512, dtype=np.uint8), (512, 1))
+    Image.fromarray(gray[..., None].repeat(3, 2)).save(buf, "PNG")
     return buf.getvalue()
 
 
@@ -137,7 +138,8 @@ BAD_INPUTS = [
     ("corrupt audio", "audio", "broken.wav", lambda: b"RIFF" + os.urandom(3000), ["audio:", "Fix:"]),
     ("silent audio", "audio", "silent.wav", lambda: _wav(np.zeros(32000)), ["silent", "Fix:"]),
     ("zero-length audio", "audio", "empty.wav", lambda: _wav(np.zeros(0)), ["audio:", "Fix:"]),
-    ("image behind an audio extension", "audio", "photo.wav", lambda: _example_bytes("portrait.png"), ["PNG image", "Fix:"]),
+    ("image behind an audio extension", "audio", "photo.wav", lambda: _example_bytes("portrait.png"),
+     ["PNG image", "Fix:"]),
 ]
 
 

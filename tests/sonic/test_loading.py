@@ -88,7 +88,8 @@ def test_corrupt_files_listed_in_one_message(tiny_copy):
         f.write(data[: len(data) // 2])  # truncated download
     with open(os.path.join(tiny_copy, "Sonic", "audio2bucket.pth"), "w") as f:
         f.write("version https://git-lfs.github.com/spec/v1\noid sha256:4af9\nsize 87050998\n")
-    vae = os.path.join(tiny_copy, "stable-video-diffusion-img2vid-xt", "vae", "diffusion_pytorch_model.fp16.safetensors")
+    vae = os.path.join(tiny_copy, "stable-video-diffusion-img2vid-xt", "vae",
+                       "diffusion_pytorch_model.fp16.safetensors")
     with open(vae, "r+b") as f:
         f.truncate(100)
     with pytest.raises(WeightsError) as e:

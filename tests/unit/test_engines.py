@@ -35,7 +35,8 @@ def _touch(root, *rels):
 def _official(tmp_path):
     root = str(tmp_path / "checkpoints")
     _touch(root, *[("Sonic/" + f if f.endswith(".pth") else f) for f in SONIC_FILES],
-           "stable-video-diffusion-img2vid-xt/vae/config.json", "stable-video-diffusion-img2vid-xt/image_encoder/config.json")
+           "stable-video-diffusion-img2vid-xt/vae/config.json",
+           "stable-video-diffusion-img2vid-xt/image_encoder/config.json")
     return root
 
 

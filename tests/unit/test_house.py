@@ -187,7 +187,8 @@ def _plant(tmp_path, files: dict) -> str:
     ({"sonic_core/a.py": "def f():\n    import folder_paths\n"}, ["sonic_core.a: ['folder_paths']"]),
     ({"queue_bridge/a.py": "import torch\n"}, ["queue_bridge.a: ['torch']"]),
     ({"queue_bridge/a.py": "from .front_door import app\n"}, ["queue_bridge.a: ['queue_bridge.front_door']"]),
-    ({"queue_bridge/front_door/a.py": "from ..client import X\n"}, ["queue_bridge.front_door.a: ['queue_bridge.client']"]),
+    ({"queue_bridge/front_door/a.py": "from ..client import X\n"},
+     ["queue_bridge.front_door.a: ['queue_bridge.client']"]),
     ({"queue_bridge/front_door/a.py": "from .. import X\nfrom sonicflow_contract import Y\n"}, []),
 ])
 def test_a_crossing_is_seen(tmp_path, files, expected):
@@ -195,7 +196,8 @@ def test_a_crossing_is_seen(tmp_path, files, expected):
 
 
 def test_a_circle_is_seen(tmp_path):
-    root = _plant(tmp_path, {"queue_bridge/a.py": "from .b import x\n", "queue_bridge/b.py": "def f():\n    from . import a\n",
+    root = _plant(tmp_path, {"queue_bridge/a.py": "from .b import x\n",
+                             "queue_bridge/b.py": "def f():\n    from . import a\n",
                              "queue_bridge/c.py": "from .a import y\n"})
     assert cycles(root) == [["queue_bridge.a", "queue_bridge.b"]]
     root = _plant(tmp_path / "f", {"sonic_core/engines/a.py": "from ..media import x\n",

@@ -81,8 +81,9 @@ def test_open_mouth_is_a_warm_lens_shaped_cavity(speech):
     anim = make((image, face), speech, motion_scale=0.0)
     mouth, lm = anim._mouth, anim.landmarks
     b, fh = mouth.box, face.height
+    reach = 1.3 * lm.mouth_half_width
     lips = np.s_[int(lm.lip_y - 0.1 * fh) - b.y0:int(lm.lip_y + 0.15 * fh) - b.y0,
-                 int(lm.mouth[0] - 1.3 * lm.mouth_half_width) - b.x0:int(lm.mouth[0] + 1.3 * lm.mouth_half_width) - b.x0]
+                 int(lm.mouth[0] - reach) - b.x0:int(lm.mouth[0] + reach) - b.x0]
 
     def dark(patch):   # the cavity: much darker than the skin around the mouth
         lum = patch.astype(np.float32).mean(axis=2)

@@ -44,7 +44,8 @@ def test_square_crop_properties():
         assert abs((x1 - x0) - (y1 - y0)) <= 1, (w, h, face, crop)  # edges rounded one by one, as officially
         if min(x1 - x0, y1 - y0) >= max(face.width, face.height) + 1:  # room for a square around the face
             contained += 1
-            assert x0 <= face.x0 + 1 and y0 <= face.y0 + 1 and x1 >= face.x1 - 1 and y1 >= face.y1 - 1, (w, h, face, crop)
+            inside = x0 <= face.x0 + 1 and y0 <= face.y0 + 1 and x1 >= face.x1 - 1 and y1 >= face.y1 - 1
+            assert inside, (w, h, face, crop)
     assert contained > 300  # the containment branch really ran
 
 
