@@ -98,18 +98,19 @@ class JobStore:
                 except sqlite3.OperationalError as e:  # locked by another writer for longer than the timeout
                     raise StoreUnavailable(f"the job store's database is busy ({e})") from e
 
-    def _sql(self, sql: str) -> str:
+    def sql(self, sql: str) -> str:
+        """`sql` for this store: its table prefix for {p}, its placeholders for ?."""
         sql = sql.replace("{p}", self.p)
         return sql.replace("?", "%s") if self.postgres else sql
 
     def execute(self, sql: str, args: tuple = ()) -> int:
         with self._conn() as c:
-            cur = c.execute(self._sql(sql), args)
+            cur = c.execute(self.sql(sql), args)
             return cur.rowcount
 
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._conn() as c:
-            return list(c.execute(self._sql(sql), args).fetchall())
+            return list(c.execute(self.sql(sql), args).fetchall())
 
     def ping(self) -> None:
         """Raises unless the database answers (health checks)."""
@@ -156,10 +157,10 @@ class JobStore:
         """A new secret signs links from now on; links signed with the old one keep working for `grace_s`."""
         current = self.link_secrets()[0].hex()
         with self.transaction() as c:
-            c.execute(self._sql("DELETE FROM {p}meta WHERE name = 'link_secret_previous'"))
-            c.execute(self._sql("INSERT INTO {p}meta (name, value) VALUES ('link_secret_previous', ?)"),
+            c.execute(self.sql("DELETE FROM {p}meta WHERE name = 'link_secret_previous'"))
+            c.execute(self.sql("INSERT INTO {p}meta (name, value) VALUES ('link_secret_previous', ?)"),
                       (f"{current}:{time.time() + grace_s}",))
-            c.execute(self._sql("UPDATE {p}meta SET value = ? WHERE name = 'link_secret'"), (secrets.token_hex(32),))
+            c.execute(self.sql("UPDATE {p}meta SET value = ? WHERE name = 'link_secret'"), (secrets.token_hex(32),))
 
     # -- API keys -----------------------------------------------------------------------------------------------------
 
@@ -225,12 +226,12 @@ class JobStore:
                 c.execute("BEGIN" if self.postgres else "BEGIN IMMEDIATE")
                 if daily_quota is not None:
                     if self.postgres:
-                        c.execute(self._sql("SELECT id FROM {p}api_keys WHERE id = ? FOR UPDATE"), (row["key_id"],))
-                    used = c.execute(self._sql(COUNT_SINCE), (row["key_id"], now - 86400)).fetchone()[0]
+                        c.execute(self.sql("SELECT id FROM {p}api_keys WHERE id = ? FOR UPDATE"), (row["key_id"],))
+                    used = c.execute(self.sql(COUNT_SINCE), (row["key_id"], now - 86400)).fetchone()[0]
                     if used >= daily_quota:
                         c.execute("ROLLBACK")
                         return "over_quota"
-                c.execute(self._sql(f"INSERT INTO {{p}}jobs ({cols}) VALUES ({marks})"),
+                c.execute(self.sql(f"INSERT INTO {{p}}jobs ({cols}) VALUES ({marks})"),
                           tuple(row[col] for col in JOB_COLUMNS))
                 c.execute("COMMIT")
                 return "inserted"
@@ -310,7 +311,7 @@ class JobStore:
 
     def due_webhooks(self, now: float, limit: int, per_key: int, skip: list) -> list[dict]:
         """Up to `limit` webhooks due now, the oldest first, at most `per_key` of one API key (so one tenant's
-        backlog does not fill the batch), leaving out the jobs in `skip` (being delivered)."""
+        backlog does not fill the batch), leaving out the jobs in `skip` (being delivered). Claim the ones you send."""
         cols = ", ".join(JOB_COLUMNS)
         skipped = f" AND id NOT IN ({', '.join('?' for _ in skip)})" if skip else ""
         rows = self.query(f"SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY key_id ORDER BY "
@@ -318,6 +319,14 @@ class JobStore:
                           f"webhook_next_at <= ?{skipped}) due WHERE rank <= ? ORDER BY webhook_next_at LIMIT ?",
                           (now, *skip, per_key, limit))
         return [self._row(r) for r in rows]
+
+    def claim_webhooks(self, jobs: list[dict], now: float, lease_s: float = 60.0) -> list[dict]:
+        """Those of `jobs` (from due_webhooks) this caller now owns: each one's next attempt moved `lease_s` ahead, so
+        front doors sharing the store do not both deliver it; a caller that dies mid-delivery leaves it due again
+        when the lease ends. A job another caller claimed first is left out."""
+        return [job for job in jobs if self.execute(
+            "UPDATE {p}jobs SET webhook_next_at = ? WHERE id = ? AND webhook_state = 'pending' AND webhook_next_at = ?",
+            (now + lease_s, job["id"], job["webhook_next_at"]))]
 
     def webhook_outcome(self, job_id: str, state: str, attempts: int, next_at: float | None, error: str | None):
         self.execute("UPDATE {p}jobs SET webhook_state = ?, webhook_attempts = ?, webhook_next_at = ?, "

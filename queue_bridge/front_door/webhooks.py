@@ -170,13 +170,25 @@ class Deliverer:
                 log.warning("webhooks: reading due deliveries failed; trying again", exc_info=True)
                 await asyncio.sleep(self.poll_s)
                 continue
+            picked, by_key = [], dict(self.by_key)
             for job in due:
                 key = job["key_id"]
-                if job["id"] in self.in_flight or self.by_key.get(key, 0) >= self.per_key:
+                if job["id"] in self.in_flight or by_key.get(key, 0) >= self.per_key:
                     continue
-                if len(self.in_flight) >= self.total:
+                if len(self.in_flight) + len(picked) >= self.total:
                     break
-                self.by_key[key] = self.by_key.get(key, 0) + 1
+                by_key[key] = by_key.get(key, 0) + 1
+                picked.append(job)
+            try:  # only what is sent now is claimed: the rest stays due for the next pass (or another front door)
+                claimed = await self.blocking(self.store.claim_webhooks, picked, time.time(),
+                                              self.timeout_s + 60) if picked else []
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("webhooks: claiming due deliveries failed; trying again", exc_info=True)
+                continue
+            for job in claimed:
+                self.by_key[job["key_id"]] = self.by_key.get(job["key_id"], 0) + 1
                 self.in_flight[job["id"]] = asyncio.create_task(self._one(job, wake))
 
     async def _one(self, job: dict, wake: asyncio.Event) -> None:
