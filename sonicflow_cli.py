@@ -47,14 +47,14 @@ def _option_flags(parser) -> None:
 
 def _sync_check(args) -> int:
     if args.setup:
-        from sonic_core.sync_venv import setup
+        from sonic_core import setup_sync_meter
 
-        print(json.dumps({"sync_venv": setup()}))
+        print(json.dumps({"sync_venv": setup_sync_meter()}))
         return 0
     if not args.video:
         print("sonicflow sync-check: give a VIDEO to measure (or --setup)", file=sys.stderr)
         return 2
-    from sonic_core.sync import measure_sync
+    from sonic_core import measure_sync
 
     report = measure_sync(args.video, args.audio, max_offset_frames=args.max_offset)
     print(json.dumps(report.to_dict()))
@@ -179,7 +179,7 @@ def _cancel(args) -> int:
 def _status(args) -> int:
     from queue_bridge.client import BridgeClient
 
-    with BridgeClient(_bridge_settings(args)) as client:
+    with BridgeClient(_bridge_settings(args), declare=False) as client:  # reading creates nothing
         print(json.dumps(client.status(), indent=2))
     return 0
 
@@ -187,7 +187,7 @@ def _status(args) -> int:
 def _dlq(args) -> int:
     from queue_bridge.client import BridgeClient
 
-    with BridgeClient(_bridge_settings(args)) as client:
+    with BridgeClient(_bridge_settings(args), declare=False) as client:  # reading creates nothing
         if args.action == "list":
             items = client.dlq_list(args.limit)
             for item in items:
@@ -200,7 +200,7 @@ def _dlq(args) -> int:
 
 
 def _label_check(args) -> int:
-    from sonic_core.publish.labels import check_labels
+    from sonic_core import check_labels
 
     report = check_labels(args.video)
     print(json.dumps(report.to_dict(), ensure_ascii=False))
@@ -259,7 +259,7 @@ def _api_action(args) -> int:
 
 
 def _settings_flags(parser, command: str) -> None:
-    from queue_bridge.front_door.settings import ApiSettings
+    from queue_bridge.front_door.api_settings import ApiSettings
     from queue_bridge.settings import Settings
 
     Settings.add_flags(parser, command)
@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     except SonicFlowError as e:
         print(f"sonicflow {args.command}: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # noqa: BLE001 - only the expected outages are answered here; anything else is re-raised
+    except Exception as e:  # only the expected outages are answered here; anything else is re-raised
         outage = _outage(e)
         if outage is None:
             raise
@@ -404,9 +404,11 @@ def main(argv: list[str] | None = None) -> int:
 def _outage(e: Exception) -> str | None:
     """The one-line answer to an expected outage (a broker or a database that does not answer), else None."""
     kind = f"{type(e).__module__}.{type(e).__name__}"
-    if kind.startswith("pika.exceptions."):
+    if kind.startswith("pika.exceptions.") and "Connection" in type(e).__name__ + str(type(e).__mro__):
         return (f"RabbitMQ did not answer ({e}). Fix: start the broker, or point --amqp / SONICFLOW_AMQP_URL at a "
                 "node that runs")
+    if kind.startswith("pika.exceptions."):
+        return f"RabbitMQ refused the request ({e}). Fix: check --prefix and the queues' settings (docs/queue.md)"
     if type(e).__name__ in ("StoreUnavailable", "PoolTimeout", "OperationalError"):
         return f"the job store's database did not answer ({e}). Fix: start it, or point --db / SONICFLOW_API_DB at it"
     return None

@@ -9,6 +9,11 @@ import re
 # --- engines ----------------------------------------------------------------------------------------------------------
 ENGINES = ("auto", "sonic", "lite")
 
+# --- what a job may ask of the template (the nodes' widgets and the front door's API check the same ranges) ----------
+SEED_MAX = 0xFFFFFFFF
+MIN_RESOLUTION = (64, 2048, 64)   # the face crop's short side: smallest, largest, step (official 512)
+MAX_URL = 2048                    # longest input or webhook URL accepted
+
 # --- a workflow's batch-job interface (nodes/job.py declares it, queue_bridge/template.py fills it) -------------------
 JOB_INPUT_NODE = "SonicFlowJobInput"
 JOB_RESULT_NODE = "SonicFlowJobResult"
@@ -22,6 +27,8 @@ LAST_ERROR_HEADER = "x-sonicflow-last-error"      # code of the failure that cau
 LAST_MESSAGE_HEADER = "x-sonicflow-last-message"
 ERROR_CODE_HEADER = "x-sonicflow-error-code"      # on a dead letter the worker made
 ERROR_MESSAGE_HEADER = "x-sonicflow-error-message"
+WORKER_HEADER = "x-sonicflow-worker"              # which worker dead-lettered it
+DEAD_AT_HEADER = "x-sonicflow-dead-at"            # when (seconds since the epoch)
 REPLAYED_HEADER = "x-sonicflow-replayed"
 
 # --- media ------------------------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The settings tables in docs/queue.md and docs/api.md, generated from the settings' declarations (one place each:
-queue_bridge/settings.py and queue_bridge/front_door/settings.py), between `<!-- settings:NAME -->` and
+queue_bridge/settings.py and queue_bridge/front_door/api_settings.py), between `<!-- settings:NAME -->` and
 `<!-- /settings -->` markers. tests/unit/test_docs.py fails when a table is stale.
 
     python -m devtools.settings_table            # rewrite the tables in place
@@ -16,7 +16,7 @@ BLOCK = re.compile(r"(<!-- settings:(\w+) -->\n)(.*?)(<!-- /settings -->)", re.S
 
 
 def table(name: str) -> str:
-    from queue_bridge.front_door.settings import ApiSettings
+    from queue_bridge.front_door.api_settings import ApiSettings
     from queue_bridge.paths import OUT, ROOT
     from queue_bridge.settings import Settings
 

@@ -29,7 +29,7 @@ class SonicRunner:
     def __init__(self, ckpt: str, device, dtype_name: str, memory_mode: str = "gpu"):
         import torch
 
-        from sonic_core.engines.sonic import load_models
+        from sonic_core.engines.sonic_engine import load_models
 
         self.torch, self.cuda = torch, device.type == "cuda"
         t = time.time()

@@ -1,12 +1,12 @@
 """ComfyUI adapters (V3 node schema): the only code in SonicFlow that imports comfy.* and folder_paths."""
 from comfy_api.latest import ComfyExtension
 
-from .encode import SonicFlowVideoEncode
 from .generate import SonicFlowFramesToImages, SonicFlowGenerate, SonicFlowImagesToFrames
 from .job import SonicFlowJobInput, SonicFlowJobResult
 from .loaders import SonicFlowLoadAudio, SonicFlowLoadImage, install_sample_media
-from .predata import SonicFlowPreData
-from .publish import SonicFlowPublish
+from .prepare import SonicFlowPreData
+from .publish_video import SonicFlowPublish
+from .video_encode import SonicFlowVideoEncode
 
 NODES = [SonicFlowLoadImage, SonicFlowLoadAudio, SonicFlowPreData, SonicFlowGenerate, SonicFlowVideoEncode,
          SonicFlowPublish, SonicFlowFramesToImages, SonicFlowImagesToFrames, SonicFlowJobInput, SonicFlowJobResult]

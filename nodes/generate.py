@@ -6,8 +6,8 @@ from comfy_api.latest import io
 
 from ..sonic_core import ArrayFrames, GenerateOptions, generate, option_fields
 from .base import SonicFlowNode, SonicFlowNodeError, user_errors
-from .convert import FRAMES, PREDATA, Progress, audio_to_comfy, image_to_numpy, numpy_to_image
 from .models import ComfyModelHost, comfy_placement, sonic_model_roots
+from .tensors import FRAMES, PREDATA, Progress, audio_to_comfy, image_to_numpy, numpy_to_image
 
 
 def _input(f) -> io.Input:

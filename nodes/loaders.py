@@ -10,7 +10,7 @@ from comfy_api.latest import io
 
 from ..sonic_core import load_audio, load_image
 from .base import SonicFlowNode, SonicFlowNodeError, user_errors
-from .convert import audio_to_comfy, numpy_to_image
+from .tensors import audio_to_comfy, numpy_to_image
 
 SAMPLE_MEDIA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sample_media")
 SAMPLE_INPUTS = {"portrait.png": "sonicflow_portrait.png", "speech.wav": "sonicflow_speech.wav"}

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from sonicflow_contract import MIN_RESOLUTION
+
 from ..sonic_core import NO_FACE_MODES, prepare
 from .base import SonicFlowNode, user_errors
-from .convert import PREDATA, audio_from_comfy, digest, image_to_numpy
+from .tensors import PREDATA, audio_from_comfy, digest, image_to_numpy
+
+LOWEST, HIGHEST, STEP = MIN_RESOLUTION
 
 
 class SonicFlowPreData(SonicFlowNode):
@@ -19,7 +23,7 @@ class SonicFlowPreData(SonicFlowNode):
             inputs=[
                 io.Image.Input("image", tooltip="The portrait (the first image of a batch is used)."),
                 io.Audio.Input("audio", tooltip="The speech that drives the face."),
-                io.Int.Input("min_resolution", default=512, min=64, max=2048, step=64,
+                io.Int.Input("min_resolution", default=512, min=LOWEST, max=HIGHEST, step=STEP,
                              tooltip="Short side of the face crop Sonic works at (official 512)."),
                 io.Float.Input("expand_ratio", default=0.5, min=0.0, max=2.0, step=0.05,
                                tooltip="How far the crop reaches beyond the face box, per side (official 0.5)."),

@@ -13,7 +13,7 @@ from comfy_api.latest import io, ui
 
 from ..sonic_core import LABEL_MODES, PRESETS, ArrayFrames, encode_mp4, label_frames_and_metadata, provenance_metadata
 from .base import SonicFlowNode, SonicFlowNodeError, user_errors
-from .convert import FRAMES, Progress, audio_from_comfy, image_to_numpy
+from .tensors import FRAMES, Progress, audio_from_comfy, image_to_numpy
 
 
 def graph_metadata(prompt: dict | None, extra_pnginfo: dict | None) -> dict:

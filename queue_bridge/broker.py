@@ -47,11 +47,10 @@ class Broker:
 
     def connect(self, heartbeat: int | None = None, socket_timeout: float = 5.0):
         """A BlockingConnection to the first node that answers, trying each in turn."""
-        params = self.parameters(heartbeat, socket_timeout)
-        order = self.urls[self._next:] + self.urls[:self._next]
+        params = self.parameters(heartbeat, socket_timeout)  # in turn, from this connection's starting node
         self._next = (self._next + 1) % len(self.urls)  # the next connection starts at another node
         errors = []
-        for url, p in zip(order, params):
+        for p in params:
             try:
                 conn = self._pika.BlockingConnection(p)
             except self._pika.exceptions.AMQPConnectionError as e:

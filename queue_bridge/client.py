@@ -10,7 +10,7 @@ from sonicflow_contract import ATTEMPT_HEADER, ERROR_CODE_HEADER, ERROR_MESSAGE_
 from .broker import Broker, close_quietly
 from .protocol import BROKER_REASONS, cancel_message
 from .settings import Settings
-from .topology import DEAD_KEY, JOB_KEY
+from .topology import JOB_KEY
 
 
 class NotAccepted(Exception):
@@ -178,8 +178,22 @@ class BridgeClient:
         return {"job_id": job_id, "code": code, "message": message, "attempt": headers.get(ATTEMPT_HEADER),
                 "deliveries": headers.get("x-delivery-count"), "body": body.decode("utf-8", "replace")[:2000]}
 
+    def has_dlq(self) -> bool:
+        """Whether the prefix's dead-letter queue exists (a worker or front door declared it)."""
+        import pika
+
+        try:
+            self.channel.queue_declare(self.topology.dlq, passive=True)
+            return True
+        except pika.exceptions.ChannelClosedByBroker:
+            self.channel = self.connection.channel()
+            self.channel.confirm_delivery()
+            return False
+
     def dlq_list(self, limit: int = 1000) -> list[dict]:
         """Every dead-lettered job (up to `limit`), left in the queue."""
+        if not self.has_dlq():
+            return []
         items, tags = [], []
         for _ in range(limit):
             method, props, body = self.channel.basic_get(self.topology.dlq, auto_ack=False)
@@ -196,6 +210,8 @@ class BridgeClient:
         Each is acked in the DLQ only after the jobs queue confirmed its copy."""
         import pika
 
+        if not self.has_dlq():
+            return []
         replayed, keep = [], []
         for _ in range(limit):
             method, props, body = self.channel.basic_get(self.topology.dlq, auto_ack=False)
@@ -219,4 +235,4 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-__all__ = ["BridgeClient", "NotAccepted", "Unconfirmed", "new_job_id", "DEAD_KEY"]
+__all__ = ["BridgeClient", "NotAccepted", "Unconfirmed", "new_job_id"]

@@ -53,11 +53,11 @@ class ComfyClient:
     def object_info(self, node: str | None = None) -> dict:
         return self._get("/object_info" + (f"/{node}" if node else "")).json()
 
-    def upload(self, data: bytes, name: str, kind: str = "input", subfolder: str = "", overwrite: bool = True) -> str:
-        """Store a file in ComfyUI's input folder; returns the name to put in a loader's widget."""
+    def upload(self, data: bytes, name: str) -> str:
+        """Store a file in ComfyUI's input folder (replacing one of that name: names are content hashes); returns
+        the name to put in a loader's widget."""
         r = self.http.post(self.base + "/upload/image", files={"image": (name, data)},
-                           data={"type": kind, "subfolder": subfolder, "overwrite": "true" if overwrite else "false"},
-                           timeout=self.timeout)
+                           data={"type": "input", "overwrite": "true"}, timeout=self.timeout)
         r.raise_for_status()
         body = r.json()
         return f"{body['subfolder']}/{body['name']}" if body.get("subfolder") else body["name"]

@@ -16,10 +16,12 @@ import time
 
 from sonicflow_contract import (
     ATTEMPT_HEADER,
+    DEAD_AT_HEADER,
     ERROR_CODE_HEADER,
     ERROR_MESSAGE_HEADER,
     LAST_ERROR_HEADER,
     LAST_MESSAGE_HEADER,
+    WORKER_HEADER,
 )
 
 from .broker import Broker
@@ -116,8 +118,8 @@ class Consumer(threading.Thread):
                 headers = dict(props.headers or {})
                 headers.update({ERROR_CODE_HEADER: outcome.error.code,
                                 ERROR_MESSAGE_HEADER: outcome.error.message[:1000],
-                                ATTEMPT_HEADER: outcome.attempt, "x-sonicflow-worker": self.s.worker_id,
-                                "x-sonicflow-dead-at": int(time.time())})
+                                ATTEMPT_HEADER: outcome.attempt, WORKER_HEADER: self.s.worker_id,
+                                DEAD_AT_HEADER: int(time.time())})
                 ch.basic_publish(self.topology.dlx, DEAD_KEY, body,
                                  pika.BasicProperties(headers=headers, **PERSISTENT), mandatory=True)
                 ch.basic_ack(tag)

@@ -70,8 +70,8 @@ def check_addresses(host: str, port: int, policy: InputPolicy) -> list[str]:
     rebinding)."""
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as e:
-        raise JobError("input_unavailable", f"cannot resolve {host}: {e}") from None
+    except (socket.gaierror, UnicodeError, ValueError) as e:  # UnicodeError: a label over 63 characters
+        raise JobError("input_unavailable", f"cannot resolve {host[:80]}: {type(e).__name__}") from None
     addresses = []
     for info in infos:
         ip = ipaddress.ip_address(info[4][0].split("%")[0])
@@ -150,9 +150,10 @@ def _get_pinned(url: str, addresses: list[str], deadline: _Deadline):
     timeout = urllib3.Timeout(connect=min(5.0, deadline.remaining()), read=min(30.0, deadline.remaining()))
     for i, ip in enumerate(addresses):
         if p.scheme == "https":  # certificate checked against the name, on a connection to the checked address
+            ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or certifi.where()  # the bundle requests would use
             pool = urllib3.HTTPSConnectionPool(ip, port, timeout=timeout, retries=False, server_hostname=p.hostname,
                                                assert_hostname=p.hostname, cert_reqs="CERT_REQUIRED",
-                                               ca_certs=os.environ.get("REQUESTS_CA_BUNDLE") or certifi.where())
+                                               ca_certs=ca_bundle)
         else:
             pool = urllib3.HTTPConnectionPool(ip, port, timeout=timeout, retries=False)
         pool.ConnectionCls = _watched(pool.ConnectionCls, deadline)
@@ -210,7 +211,10 @@ def _fetch_http_within(url: str, policy: InputPolicy, hops: int, deadline: _Dead
                 raise JobError("input_unavailable", f"GET {redact(url)}: {r.status}")
             if r.status != 200:
                 raise JobError("input_not_found", f"GET {redact(url)}: {r.status}")
-            declared = int(r.headers.get("content-length") or 0)
+            try:
+                declared = int(r.headers.get("content-length") or 0)
+            except ValueError:  # a server that cannot say how long its answer is
+                raise JobError("input_unavailable", f"GET {redact(url)}: a malformed Content-Length") from None
             if declared > policy.max_bytes:
                 raise JobError("input_too_large", f"{redact(url)}: {declared} bytes > limit {policy.max_bytes}")
             buf = bytearray()

@@ -21,7 +21,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.jobs = Counter("sonicflow_jobs", "Jobs finished, by outcome (succeeded, cached, duplicate, retried, "
-                            "dead_lettered, requeued)", ["outcome"], registry=r)
+                            "dead_lettered, requeued, cancelled)", ["outcome"], registry=r)
         self.duration = Histogram("sonicflow_job_duration_seconds", "Wall time of one job in the worker",
                                   ["outcome"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600,
                                                         1800, 3600), registry=r)

@@ -55,10 +55,12 @@ def bridge_state(settings: Settings | None = None, max_age_s: float = 2.0) -> di
                    dead_letters=(counts.get("dead_letters") or {"messages": 0})["messages"],
                    retrying=sum(c["messages"] for n, c in counts.items() if n.startswith("retry_") and c),
                    declared=counts.get("jobs") is not None, queues=counts)
+    except Exception as e:  # noqa: BLE001 - lost while reading: the answer says so, still a 200
+        out.update(broker="down", error=f"{type(e).__name__}: {e}"[:300])
     finally:
         try:
             conn.close()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - already gone
             pass
     _cache[key] = (time.monotonic(), out)
     return out

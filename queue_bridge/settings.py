@@ -16,7 +16,6 @@ from .paths import OUT, data_dir
 
 # The commands a setting is offered on (the CLI's sub-commands).
 BROKER = ("worker", "submit", "status", "dlq", "cancel", "api")
-STORE = BROKER  # status and dlq accept them too, so one set of flags serves every command
 
 
 def split(value: str) -> list[str]:
@@ -103,9 +102,11 @@ class Settings(Declared):
     prefix: str = setting("sonicflow", "SONICFLOW_PREFIX", "name prefix of the queues and exchanges",
                           commands=BROKER)
     store_url: str = setting("file://" + os.path.join(OUT, "bridge-store"), "SONICFLOW_STORE_URL",
-                             "result store: s3://bucket/prefix/ or a folder", commands=STORE, flag="--store")
-    s3_endpoint: str = setting("", "SONICFLOW_S3_ENDPOINT", "S3 endpoint URL (MinIO, Ceph...; empty = AWS)",
-                               commands=STORE)
+                             "result store: s3://bucket/prefix/ or a folder", commands=BROKER, flag="--store")
+    # no variable of its own: empty means the S3 client's own settings (SONICFLOW_S3_ENDPOINT and the credentials,
+    # read in one place, sonic_core.publish.s3, shared with Publish)
+    s3_endpoint: str = setting("", None, "S3 endpoint URL (MinIO, Ceph...); default: SONICFLOW_S3_ENDPOINT, else AWS",
+                               commands=BROKER)
     comfy_urls: tuple = setting(("http://127.0.0.1:8188",), "SONICFLOW_COMFY_URL",
                                 "ComfyUI URL; one consumer per URL (one ComfyUI per GPU)", commands=("worker",),
                                 flag="--comfy")

@@ -1,4 +1,5 @@
-"""The RabbitMQ topology, declared idempotently by every worker and client (works on RabbitMQ 3.10 and 4.x).
+"""The RabbitMQ topology, declared idempotently by every worker and client (RabbitMQ 3.10 to 4.x; on 4.x the queues
+people read keep its default delivery limit of 20 unless a policy lifts it: docs/scaling.md).
 
     <p>.jobs      exchange (direct)  -> queue <p>.jobs (quorum, x-delivery-limit, at-least-once dead-lettering)
     <p>.dlx       exchange (direct)  -> queue <p>.dlq  (quorum): malformed, exhausted and poison jobs
@@ -144,7 +145,7 @@ class Topology:
             raise
 
     def delete(self, channel) -> None:
-        """Remove every queue and exchange of this prefix (tests, and `sonicflow` users retiring a prefix)."""
+        """Remove every queue and exchange of this prefix (the tests clean up with it)."""
         for q in self.queue_names():
             channel.queue_delete(q)
         for x in self.exchange_names():

@@ -9,19 +9,20 @@ import importlib
 
 _WHERE = {
     ".engines": ("generate",),
-    ".options": ("GenerateOptions", "MEMORY_MODES", "SONIC_DTYPES", "option_fields"),
-    ".errors": ("InputError", "MissingWeightsError", "SonicFlowError", "StorageError"),
-    ".frames": ("ArrayFrames", "FrameSequence", "RenderedFrames"),
+    ".options": ("GenerateOptions", "option_fields"),
+    ".errors": ("InputError", "SonicFlowError"),
+    ".frames": ("ArrayFrames",),
     ".media.audio": ("Audio", "load_audio"),
-    ".media.encode": ("PRESETS", "VideoInfo", "encode_mp4", "probe_video"),
+    ".media.encode": ("PRESETS", "encode_mp4", "probe_video"),
     ".media.image": ("load_image",),
     ".video": ("make_video",),
     ".predata": ("NO_FACE_MODES", "PreData", "prepare"),
     ".provenance": ("provenance_metadata", "read_provenance"),
-    ".publish": ("SINKS", "Published", "publish_local"),
+    ".publish": ("SINKS", "publish_local"),
     ".publish.labels": ("LABEL_MODES", "check_labels", "label_frames_and_metadata"),
     ".publish.s3": ("publish_s3", "s3_client"),
-    ".sync": ("SyncReport", "measure_sync"),
+    ".sync": ("measure_sync",),
+    ".sync_venv": ("setup_sync_meter",),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 __all__ = sorted(_MODULE_OF)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields
 
-from sonicflow_contract import ENGINES
+from sonicflow_contract import ENGINES, SEED_MAX
 
 MEMORY_MODES = ("auto", "gpu", "offload", "lowvram")
 SONIC_DTYPES = ("auto", "fp16", "bf16", "fp32")
@@ -35,7 +35,7 @@ class GenerateOptions:
     motion_scale: float = option(1.0, "head motion on top of dynamic_scale; 1.0 = the model's own; 0 = still head",
                                  minimum=0.0, maximum=3.0, step=0.05)
     seed: int = option(0, "same seed + same inputs = the same video; 0 is a seed like any other (the official "
-                       "code's seed 0 or none means 72589)", minimum=0, maximum=0xFFFFFFFF)
+                       "code's seed 0 or none means 72589)", minimum=0, maximum=SEED_MAX)
     ip_audio_scale: float = option(1.0, "strength of the audio attention (official 1.0)", minimum=0.0, maximum=3.0,
                                    step=0.1, sonic=True)
     interpolate: bool = option(True, "RIFE frame interpolation, 12.5 -> 25 fps", sonic=True)

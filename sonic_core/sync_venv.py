@@ -60,7 +60,7 @@ def _run(cmd: list[str], what: str, venv: str) -> None:
                              f"fix the cause above and run `{SETUP_COMMAND}` again")
 
 
-def setup(venv: str | None = None) -> str:
+def setup_sync_meter(venv: str | None = None) -> str:
     """Creates (or brings up to date) the meter's venv; does nothing when its stamp matches the requirements."""
     venv = venv or venv_dir()
     if is_ready(venv):

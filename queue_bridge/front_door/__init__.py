@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-_MODULE_OF = {"make_app": ".app", "run_api": ".app", "JobStore": ".jobstore", "ApiSettings": ".settings"}
+_MODULE_OF = {"make_app": ".app", "run_api": ".app", "JobStore": ".jobstore", "ApiSettings": ".api_settings"}
 __all__ = sorted(_MODULE_OF)
 
 

@@ -25,9 +25,10 @@ import uuid
 from aiohttp import web
 
 from .. import JobError, TemplateLibrary, make_job, open_store, setup_logging
+from .api_errors import ApiError, error_response
+from .api_settings import ApiSettings
 from .cancel import cancel_job
 from .downloads import Downloads
-from .errors import ApiError, error_response
 from .jobstore import TERMINAL, JobStore, StoreUnavailable
 from .messaging import Follower, MaybeQueued, NotQueued, Publisher
 from .openapi import document
@@ -35,7 +36,6 @@ from .ops import ApiMetrics, OpsListener, add_ops_routes, serve
 from .pages import SECURITY_HEADERS, add_routes
 from .pools import Pool, Slots
 from .ratelimit import RateLimiter
-from .settings import ApiSettings
 from .submission import SubmissionReader
 from .upkeep import Upkeep
 from .views import Links, job_view
@@ -180,9 +180,12 @@ class FrontDoor:
         sub = await self.submissions.parse(request)
         quota_error = ApiError(429, "quota_exceeded", f"this key's quota of {key['daily_quota']} jobs a day is used up",
                                {"Retry-After": "3600"})
+        # a retry of an earlier request is answered by its job, even when the quota is used up since
+        retry = bool(idem) and await self.db.run(self.store.job_by_idem, key["id"], idem) is not None
         # a cheap refusal before any URL is fetched or anything stored; insert_job below decides for good (one
         # transaction, so front doors racing each other cannot together go past the quota)
-        if await self.db.run(self.store.count_since, key["id"], time.time() - 86400) >= key["daily_quota"]:
+        if not retry and await self.db.run(self.store.count_since, key["id"], time.time() - 86400) \
+                >= key["daily_quota"]:
             raise quota_error
         sub = await self.submissions.complete(sub, key)
         fingerprint = sub.fingerprint()
@@ -333,6 +336,8 @@ class FrontDoor:
                 job = await self.db.run(self.store.get_job, job["id"])
         except (ConnectionResetError, asyncio.CancelledError):
             pass
+        except StoreUnavailable:  # the answer has begun: end the stream; the client resumes with Last-Event-ID
+            log.warning("job store unavailable during the event stream of %s: ended", job["id"])
         finally:
             self.waiters.get(job["id"], set()).discard(ev)
             if not self.waiters.get(job["id"]):

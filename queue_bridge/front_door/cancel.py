@@ -12,7 +12,7 @@ import logging
 from aiohttp import web
 
 from .. import JobError
-from .errors import ApiError
+from .api_errors import ApiError
 from .jobstore import TERMINAL
 from .messaging import MaybeQueued, NotQueued
 

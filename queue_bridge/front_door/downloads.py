@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 from aiohttp import web
 
-from .errors import ApiError
+from .api_errors import ApiError
 
 
 class Downloads:

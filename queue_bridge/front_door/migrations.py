@@ -62,7 +62,7 @@ def migrate(store) -> int:
     while True:
         with store.transaction() as c:
             def run(sql: str, args: tuple = ()):
-                return c.execute(store._sql(sql), args)
+                return c.execute(store.sql(sql), args)
 
             if store.postgres:  # held until this transaction ends; other prefixes are other locks
                 run("SELECT pg_advisory_xact_lock(hashtext(?::text))", (f"sonicflow schema {store.p}",))

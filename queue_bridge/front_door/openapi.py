@@ -1,15 +1,17 @@
 """The OpenAPI 3.1 document of the front door, served at /v1/openapi.json (docs/api.md explains it in prose)."""
 from __future__ import annotations
 
-from sonicflow_contract import ENGINES
+from sonicflow_contract import ENGINES, MAX_URL, MIN_RESOLUTION, SEED_MAX
+
+RESOLUTION_RANGE = dict(zip(("minimum", "maximum", "multipleOf"), MIN_RESOLUTION))
 
 PARAMETERS = {
     "type": "object", "additionalProperties": False,
     "properties": {
-        "seed": {"type": "integer", "minimum": 0, "maximum": 4294967295,
+        "seed": {"type": "integer", "minimum": 0, "maximum": SEED_MAX,
                  "description": "Same seed + same inputs = same video."},
         "engine": {"type": "string", "enum": list(ENGINES), "description": "auto: sonic when installed, else lite."},
-        "min_resolution": {"type": "integer", "minimum": 64, "maximum": 2048, "multipleOf": 64,
+        "min_resolution": {"type": "integer", **RESOLUTION_RANGE,
                            "description": "Short side of the face crop (official 512)."},
     },
 }
@@ -39,12 +41,12 @@ JOB = {"type": "object", "required": ["id", "status", "status_url"], "properties
 }}
 
 JSON_REQUEST = {"type": "object", "additionalProperties": False, "required": ["image_url", "audio_url"], "properties": {
-    "image_url": {"type": "string", "format": "uri", "maxLength": 2048,
+    "image_url": {"type": "string", "format": "uri", "maxLength": MAX_URL,
                   "description": "http(s) URL of the portrait; private, loopback and link-local addresses are "
                                  "refused."},
-    "audio_url": {"type": "string", "format": "uri", "maxLength": 2048},
+    "audio_url": {"type": "string", "format": "uri", "maxLength": MAX_URL},
     "parameters": PARAMETERS,
-    "webhook_url": {"type": "string", "format": "uri", "maxLength": 2048},
+    "webhook_url": {"type": "string", "format": "uri", "maxLength": MAX_URL},
     "metadata": {"type": "object", "maxProperties": 16},
 }}
 
@@ -53,9 +55,9 @@ MULTIPART_REQUEST = {"type": "object", "required": ["image", "audio"], "properti
     "audio": {"type": "string", "format": "binary", "description": "WAV, MP3, FLAC, Ogg or M4A speech."},
     "parameters": {"type": "string",
                    "description": "JSON object of parameters (or give seed/engine/min_resolution as fields)."},
-    "seed": {"type": "integer", "minimum": 0, "maximum": 4294967295},
+    "seed": {"type": "integer", "minimum": 0, "maximum": SEED_MAX},
     "engine": {"type": "string", "enum": list(ENGINES)},
-    "min_resolution": {"type": "integer", "minimum": 64, "maximum": 2048, "multipleOf": 64},
+    "min_resolution": {"type": "integer", **RESOLUTION_RANGE},
     "webhook_url": {"type": "string", "format": "uri"},
     "metadata": {"type": "string", "description": "JSON object echoed back with the job."},
 }}

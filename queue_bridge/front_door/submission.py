@@ -10,17 +10,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from aiohttp.http_exceptions import HttpProcessingError
 
+from sonicflow_contract import MAX_URL
+
 from .. import InputPolicy, JobError, TemplateLibrary, check_interface, fetch
-from .errors import ApiError
+from .api_errors import ApiError
+from .api_settings import ApiSettings
 from .openapi import PARAMETERS
 from .pools import Pool, Slots
-from .settings import ApiSettings
 from .validate import MediaRejected, check_media
 from .webhooks import check_target
 
@@ -200,7 +201,7 @@ class SubmissionReader:
             url = doc.get(f"{name}_url")
             if not isinstance(url, str) or not url:
                 raise ApiError(400, "missing_field", f"{name}_url: an http(s) URL is required", field=f"{name}_url")
-            if urlparse(url).scheme.lower() not in ("http", "https") or len(url) > 2048:
+            if urlparse(url).scheme.lower() not in ("http", "https") or len(url) > MAX_URL:
                 raise ApiError(422, "scheme_not_allowed", f"{name}_url: only http(s) URLs are accepted",
                                field=f"{name}_url")
             urls[name] = url
@@ -228,7 +229,7 @@ class SubmissionReader:
         except ValueError:  # a URL urllib3 cannot even parse (a port out of range...)
             raise ApiError(422, "input_unavailable", f"{name}_url: {URL_REFUSED['input_unavailable']}",
                            field=f"{name}_url") from None
-        return data, os.path.basename(urlparse(url).path) or None, None
+        return data, None, None  # a URL's path names no file (img.php?id=1): its bytes alone say what it is
 
     def check_parameters(self, params: dict) -> dict:
         import jsonschema

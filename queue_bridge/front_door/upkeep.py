@@ -28,14 +28,12 @@ class Upkeep:
         self.store, self.blocking, self.publisher, self.links = store, blocking, publisher, links
         self.after_s = after_s
         self.every = max(0.5, min(30.0, after_s / 2))
-        self.last_pass: float | None = None
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.every)
             try:
                 await self.once()
-                self.last_pass = time.time()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the database may be briefly away; the next pass tries again

@@ -7,7 +7,7 @@ import hmac
 import time
 from urllib.parse import quote
 
-from .errors import ApiError
+from .api_errors import ApiError
 
 
 def _iso(t: float | None) -> str | None:

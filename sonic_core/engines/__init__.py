@@ -12,7 +12,7 @@ from ..predata import PreData
 
 def generate(pre: PreData, options: GenerateOptions | None = None, progress=None, host=None) -> FrameSequence:
     """Return the frame sequence; its `.engine` says which engine made it and `.info['note']` why. `host` places
-    the sonic engine's models on the device (sonic_core.engines.sonic.load_models); inside ComfyUI, its manager."""
+    the sonic engine's models on the device (sonic_engine.load_models); inside ComfyUI, its model manager."""
     options = options or GenerateOptions()
     if options.engine not in ENGINES:
         raise InputError("engine", f"unknown engine {options.engine!r}", f"use one of {', '.join(ENGINES)}")
@@ -57,7 +57,7 @@ def _sonic(pre: PreData, options: GenerateOptions, progress, host) -> FrameSeque
         except ModuleNotFoundError as e:
             raise MissingDependencyError("the sonic engine", package, "pip install -r requirements.txt (in "
                                          "ComfyUI's Python), or pip install sonicflow") from e
-    from .sonic import generate_sonic
+    from .sonic_engine import generate_sonic
 
     return generate_sonic(pre, options, progress=progress, host=host)
 

@@ -31,7 +31,9 @@ def s3_client(endpoint: str = ""):
     from botocore.config import Config
 
     conf = s3_settings()
-    return boto3.client(
+    # a session of its own: boto3's default session is not safe to make clients from in several threads at once
+    # (the bridge's consumers and the front door's pool do)
+    return boto3.session.Session().client(
         "s3", endpoint_url=endpoint or conf.get("endpoint") or None, region_name=conf.get("region") or "us-east-1",
         aws_access_key_id=conf.get("access_key"), aws_secret_access_key=conf.get("secret_key"),
         config=Config(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"}))

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..options import MEMORY_MODES
-from .audio import OFFICIAL_MAX_FRAMES
+from .audio_features import OFFICIAL_MAX_FRAMES
 
 GIB = 2 ** 30
 OFFICIAL_DECODE_CHUNK = 8

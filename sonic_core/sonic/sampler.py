@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import memory
-from .audio import OFFICIAL_MAX_FRAMES, SAMPLES_PER_FRAME, STEP, audio_conditioning, audio_features
+from .audio_features import OFFICIAL_MAX_FRAMES, SAMPLES_PER_FRAME, STEP, audio_conditioning, audio_features
 from .compiling import unet_runner
 from .pipeline import ImageInputs, SonicParams, resolve_memory
 

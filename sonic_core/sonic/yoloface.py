@@ -92,7 +92,7 @@ class YoloFace:
 
 def official_face_index(boxes: np.ndarray) -> int:
     """The face the official AlignImage(maxface=True) keeps: the LAST face whose area exceeds the FIRST face's
-    (its running maximum is never updated), else the first. Use `largest_face_index` for the real largest."""
+    (its running maximum is never updated), else the first: kept, as it decides the official crop."""
     idx = 0
     first = boxes[0, 2] * boxes[0, 3]
     for i in range(1, len(boxes)):
@@ -100,6 +100,3 @@ def official_face_index(boxes: np.ndarray) -> int:
             idx = i
     return idx
 
-
-def largest_face_index(boxes: np.ndarray) -> int:
-    return int(np.argmax(boxes[:, 2] * boxes[:, 3]))

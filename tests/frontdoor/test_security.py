@@ -138,6 +138,9 @@ CASES = [
     ("webhook-credentials-not-echoed", _hook("ftp://user:s3cr3t@example.com/hook"), 422, "scheme_not_allowed",
      "s3cr3t"),
     ("webhook-port-out-of-range", _hook("http://example.com:99999/hook"), 422, "scheme_not_allowed"),
+    ("webhook-host-label-over-63", _hook(f"http://{'a' * 64}.example.com/hook"), 422, "input_unavailable"),
+    ("url-host-label-over-63", lambda fd, k: _json(fd, k, _urls(f"{'a' * 64}.example.com")), 422,
+     "input_unavailable"),
     ("url-credentials-not-echoed", lambda fd, k: _json(fd, k, _urls("user:s3cr3t@100.100.100.200")), 422,
      "private_address", "s3cr3t"),
     # audio that asks a decoder for gigabytes by rate and channels, not length (M4)
@@ -189,9 +192,13 @@ def test_rate_limit_exceeded(frontdoor):
 def test_daily_quota(frontdoor_factory):
     fd = frontdoor_factory()
     key = fd.key(quota=1)
-    assert submit(fd, key).status_code == 202
+    first = submit(fd, key, headers={"Idempotency-Key": "order-1"})
+    assert first.status_code == 202
     r = submit(fd, key, data={"engine": "lite", "seed": "9"})
     assert r.status_code == 429 and r.json()["error"]["code"] == "quota_exceeded"
+    # the retry of the request that used the last slot is answered by its job, not refused by the quota
+    again = submit(fd, key, headers={"Idempotency-Key": "order-1"})
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
     assert fd.queued() == 1 and fd.job_rows() == 1
 
 

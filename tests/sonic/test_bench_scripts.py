@@ -57,7 +57,7 @@ def test_the_gpu_scripts_need_no_pyav():
     """The lent GPU machines' Python has no PyAV: the engine's model side and the benchmarks' helpers import
     without it (sonic_core loads media modules only when asked)."""
     code = ("import sys; sys.modules['av'] = None; "
-            "import sonic_core.engines.sonic, devtools.sonic_runner, devtools.make_tiny_checkpoints, "
+            "import sonic_core.engines.sonic_engine, devtools.sonic_runner, devtools.make_tiny_checkpoints, "
             "devtools.bench_media")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]

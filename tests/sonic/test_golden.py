@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from sonic_core.media.audio import load_audio
 from sonic_core.predata import square_crop
-from sonic_core.sonic.audio import audio_conditioning, audio_features
+from sonic_core.sonic.audio_features import audio_conditioning, audio_features
 from sonic_core.sonic.decoding import decode, iter_frames
 from sonic_core.sonic.loading import load_sonic
 from sonic_core.sonic.pipeline import CLIP_MEAN, CLIP_STD, SonicParams, detect_official, image_inputs

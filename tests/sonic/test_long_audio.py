@@ -56,7 +56,7 @@ def _run_lengths(root: str, out: str) -> None:
 
 @pytest.mark.slow
 def test_audio_longer_than_the_official_cap_is_animated_to_its_end_in_flat_memory(tiny_root, tmp_path):
-    from sonic_core.sonic.audio import FEATURE_BYTES_PER_FRAME
+    from sonic_core.sonic.audio_features import FEATURE_BYTES_PER_FRAME
     from sonic_core.sonic.memory import store_bytes_per_frame
 
     out = tmp_path / "long.json"

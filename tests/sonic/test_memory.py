@@ -203,7 +203,7 @@ def test_models_live_while_their_frames_do_and_a_host_places_them(tiny_root):
     import gc
 
     from sonic_core.engines import generate
-    from sonic_core.engines import sonic as engine
+    from sonic_core.engines import sonic_engine as engine
     from sonic_core.media.audio import load_audio
     from sonic_core.media.image import load_image
     from sonic_core.options import GenerateOptions

@@ -105,7 +105,7 @@ def test_unet_forward_with_audio_and_mask(models):
 
 def test_audio_features_shapes_as_the_spec_trace(models):
     """The official code's shapes for 2.5 s of a 220 Hz tone: (1,134,5,384), (1,174,1,384), audio_len 62, 31 frames."""
-    from sonic_core.sonic.audio import audio_conditioning, audio_features
+    from sonic_core.sonic.audio_features import audio_conditioning, audio_features
 
     t = np.arange(40000) / 16000
     samples = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
@@ -132,7 +132,7 @@ def test_audio_features_shapes_as_the_spec_trace(models):
 
 
 def test_audio_longer_than_one_whisper_window(models):
-    from sonic_core.sonic.audio import audio_features
+    from sonic_core.sonic.audio_features import audio_features
 
     samples = np.random.default_rng(0).standard_normal(16000 * 31).astype(np.float32) * 0.1
     f = audio_features(samples, models.feature_extractor, models.whisper)
@@ -156,11 +156,10 @@ def test_fake_detector_finds_one_face_near_the_centre(models):
 
 
 def test_official_face_choice_keeps_its_bug():
-    from sonic_core.sonic.yoloface import largest_face_index, official_face_index
+    from sonic_core.sonic.yoloface import official_face_index
 
     boxes = np.array([[0, 0, 10, 10], [0, 0, 30, 30], [0, 0, 20, 20]], dtype=float)
-    assert official_face_index(boxes) == 2  # last face larger than the first, not the largest
-    assert largest_face_index(boxes) == 1
+    assert official_face_index(boxes) == 2  # the last face larger than the first, not the largest (index 1)
 
 
 def test_single_file_mapping_round_trip(models):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from sonic_core.sonic.audio import OFFICIAL_MAX_FRAMES
+from sonic_core.sonic.audio_features import OFFICIAL_MAX_FRAMES
 from sonic_core.sonic.sampler import draw_noise, seed_everything
 
 REF, CHW = (1, 3, 16, 16), (4, 2, 2)
@@ -60,7 +60,7 @@ def test_unknown_noise_source_is_refused():
 
 
 def test_the_option_reaches_the_sampler():
-    from sonic_core.engines.sonic import sampler_params
+    from sonic_core.engines.sonic_engine import sampler_params
     from sonic_core.options import GenerateOptions
 
     assert GenerateOptions().noise == "device"

@@ -98,13 +98,6 @@ def write_video(path: str, n_frames: int = 25, size: tuple[int, int] = (64, 48),
     return path
 
 
-def decoded_duration(path: str) -> float:
-    """Seconds of audio FFmpeg decodes from the first audio stream (independent of sonic_core)."""
-    with av.open(path) as c:
-        s = c.streams.audio[0]
-        return sum(f.samples for f in c.decode(s)) / float(s.rate)
-
-
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 

@@ -1,5 +1,5 @@
-"""Each setting is declared once (queue_bridge/settings.py, queue_bridge/front_door/settings.py) and the docs' tables
-are generated from the declarations: a table that no longer matches fails here (rewrite them with
+"""Each setting is declared once (queue_bridge/settings.py, queue_bridge/front_door/api_settings.py) and the docs'
+tables are generated from the declarations: a table that no longer matches fails here (rewrite them with
 `python -m devtools.settings_table`)."""
 from __future__ import annotations
 

@@ -168,6 +168,15 @@ def test_no_source_file_over_500_lines_and_thin_nodes():
     assert not fat, fat
 
 
+def test_no_two_modules_share_a_name():
+    """A name means one thing: no two modules (or a module and a package) of the parts are called alike."""
+    names: dict = {}
+    for module in project_modules(ROOT):
+        if "." in module:
+            names.setdefault(module.rsplit(".", 1)[-1], []).append(module)
+    assert not {n: ms for n, ms in names.items() if len(ms) > 1}
+
+
 def _plant(tmp_path, files: dict) -> str:
     for rel, code in files.items():
         path = tmp_path / rel

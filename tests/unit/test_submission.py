@@ -12,9 +12,9 @@ from aiohttp import streams
 from aiohttp.test_utils import make_mocked_request
 
 from queue_bridge import TemplateLibrary
-from queue_bridge.front_door.errors import ApiError
+from queue_bridge.front_door.api_errors import ApiError
+from queue_bridge.front_door.api_settings import ApiSettings
 from queue_bridge.front_door.pools import Pool, Slots
-from queue_bridge.front_door.settings import ApiSettings
 from queue_bridge.front_door.submission import SubmissionReader
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
