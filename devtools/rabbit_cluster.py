@@ -44,7 +44,11 @@ class Node:
 
     @property
     def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+        return f"amqp://guest:guest@{self.address}/%2F"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
 
     @property
     def pid_file(self) -> str:
@@ -170,8 +174,9 @@ class RabbitCluster:
     def node_named(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
 
-    def node_at(self, url: str) -> Node:
-        return next(n for n in self.nodes if n.url == url)
+    def node_at(self, address: str) -> Node:
+        """The node listening at `address` (host:port, as the bridge logs where it is connected)."""
+        return next(n for n in self.nodes if n.address == address)
 
     def await_safe_to_stop(self, node: Node) -> None:
         """Until stopping `node` leaves every quorum queue a majority (what a rolling restart waits for)."""

@@ -27,7 +27,7 @@ class Broker:
             raise ValueError("no AMQP URL given (SONICFLOW_AMQP_URL or --amqp)")
         self.heartbeat, self.name = heartbeat, name
         self._next = random.randrange(len(self.urls))
-        self.connected_url: str | None = None  # host:port of the node of the last connection
+        self.connected_node: str | None = None  # host:port of the node of the last connection
         self._pika = pika
 
     def parameters(self, heartbeat: int | None = None, socket_timeout: float = 5.0) -> list:
@@ -56,7 +56,7 @@ class Broker:
             except self._pika.exceptions.AMQPConnectionError as e:
                 errors.append(f"{p.host}:{p.port}: {type(e).__name__}")
                 continue
-            self.connected_url = f"{p.host}:{p.port}"  # where, for logs: never the URL (it holds the password)
+            self.connected_node = f"{p.host}:{p.port}"  # where, for logs: never the URL (it holds the password)
             return conn
         raise self._pika.exceptions.AMQPConnectionError("no broker node answered (" + "; ".join(errors) + ")")
 
@@ -72,7 +72,7 @@ class Broker:
                 if on_state:
                     on_state(True)
                 if lost_at is not None:
-                    log("reconnected", what=what, broker=self.connected_url,
+                    log("reconnected", what=what, broker=self.connected_node,
                         down_s=round(time.monotonic() - lost_at, 3))
                     lost_at = None
                 started = time.monotonic()

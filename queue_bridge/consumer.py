@@ -229,7 +229,7 @@ class Consumer(threading.Thread):
         self.connects += 1
         if self.connects > 1:
             self.metrics.reconnects.inc()
-        log("connected", comfy=self.comfy_url, worker=self.s.worker_id, broker=self.broker.connected_url)
+        log("connected", comfy=self.comfy_url, worker=self.s.worker_id, broker=self.broker.connected_node)
         self.comfy_down.clear()
         if self._wait_for_comfy(lambda s: connection.process_data_events(time_limit=s)):
             self._consume()

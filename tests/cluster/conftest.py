@@ -195,7 +195,8 @@ class Fleet:
         return out
 
     def connected_to(self, i: int) -> str | None:
-        """The broker URL worker `i` is connected to now (its last `connected` event, if no loss came after)."""
+        """The broker node (host:port) worker `i` is connected to now (its last `connected` event, unless lost
+        since)."""
         last = None
         for e in self.events(f"worker{i}"):
             if e["event"] == "connected":

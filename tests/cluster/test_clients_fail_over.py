@@ -47,7 +47,7 @@ def test_a_client_waiting_for_a_result_survives_losing_its_node(fleet, cluster):
                                                                      "seed": 77})
     workers = [fleet.procs[f"worker{i}"] for i in range(2)]
     client = BridgeClient(fleet.settings())
-    first = client.broker.connected_url
+    first = client.broker.connected_node
     for w in workers:
         os.kill(w.pid, signal.SIGSTOP)
     out: dict = {}
@@ -65,7 +65,7 @@ def test_a_client_waiting_for_a_result_survives_losing_its_node(fleet, cluster):
     t.join(240)
     cluster.start(cluster.node_at(first))
     assert out["result"]["status"] == "succeeded" and out["result"]["job_id"] == job["job_id"], out
-    assert client.broker.connected_url != first
+    assert client.broker.connected_node != first
     client.close()
     effects = [e for i in range(2) for e in fleet.events(f"worker{i}")
                if e["event"] == "committed" and e["job_id"] == job["job_id"]]
