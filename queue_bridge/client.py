@@ -31,6 +31,7 @@ class BridgeClient:
         self.topology = self.settings.topology()
         self.broker = Broker(self.settings.amqp_urls, self.settings.heartbeat, "sonicflow client")
         self.connects = 0  # connections opened: a reply queue lives only as long as the connection that made it
+        self._reply_queue: str | None = None
         self._open(declare)
 
     def _open(self, declare: bool = False) -> None:
@@ -38,6 +39,7 @@ class BridgeClient:
 
         self.connection = self.broker.connect()
         self.connects += 1
+        self._reply_queue = None
         self.channel = self.connection.channel()
         if declare:
             # Use the topology as the workers declared it (their delivery limit wins); declare it only if missing.
@@ -62,7 +64,8 @@ class BridgeClient:
     def __exit__(self, *exc):
         self.close()
 
-    def publish_job(self, job: dict, routing_key: str = JOB_KEY, headers: dict | None = None) -> None:
+    def publish_job(self, job: dict, routing_key: str = JOB_KEY, headers: dict | None = None,
+                    reply_to: str | None = None) -> None:
         """Publish one job; returns once the cluster confirmed it (replicated to a quorum), else NotAccepted (refused:
         not queued) or Unconfirmed (not known). A connection lost before the confirm is tried again through the
         next node, each node once: a copy that did arrive costs nothing, the job id being the idempotency key."""
@@ -70,7 +73,8 @@ class BridgeClient:
 
         body = json.dumps(job).encode() if isinstance(job, dict) else job
         props = pika.BasicProperties(delivery_mode=2, content_type="application/json", headers=headers or None,
-                                     message_id=job.get("job_id") if isinstance(job, dict) else None)
+                                     message_id=job.get("job_id") if isinstance(job, dict) else None,
+                                     reply_to=reply_to)
         lost = []
         for attempt in range(len(self.broker.urls) + 1):
             try:
@@ -97,21 +101,28 @@ class BridgeClient:
         self.channel.basic_publish(self.topology.control_exchange, "", cancel_message(job_id),
                                    pika.BasicProperties(content_type="application/json"))
 
-    def reply_queue(self, job_id: str) -> str:
-        """A private queue that receives the result of `job_id` (declare it before publishing the job)."""
-        q = self.channel.queue_declare("", exclusive=True).method.queue
-        self.channel.queue_bind(q, self.topology.results_exchange, f"result.{job_id}")
-        return q
+    def reply_queue(self) -> str:
+        """This connection's private queue for results: a job published with it as `reply_to` has its result sent
+        there too (declared once per connection; no binding per job, which on a cluster is a transaction of all
+        nodes)."""
+        if self._reply_queue is None:
+            self._reply_queue = self.channel.queue_declare("", exclusive=True).method.queue
+        return self._reply_queue
 
-    def wait_result(self, queue: str, timeout: float = 3600.0) -> dict | None:
-        """The next result on `queue` (pushed by the broker as soon as it is published), or None after `timeout`."""
+    def wait_result(self, queue: str, timeout: float = 3600.0, job_id: str | None = None) -> dict | None:
+        """The next result on `queue` (pushed by the broker as soon as it is published), of `job_id` if given (others,
+        e.g. of an earlier wait that gave up, are dropped), or None after `timeout`."""
         deadline = time.monotonic() + timeout
         try:
-            for method, _props, body in self.channel.consume(queue, inactivity_timeout=max(0.01, timeout)):
-                if method is None or time.monotonic() > deadline:
+            for method, _props, body in self.channel.consume(queue, inactivity_timeout=min(0.25, max(0.01, timeout))):
+                if time.monotonic() > deadline:
                     return None
+                if method is None:
+                    continue
                 self.channel.basic_ack(method.delivery_tag)
-                return json.loads(body)
+                result = json.loads(body)
+                if job_id is None or result.get("job_id") == job_id:
+                    return result
         finally:
             if self.channel.is_open:  # (after a lost connection pika's cancel fails on its own bookkeeping)
                 self.channel.cancel()  # unacked deliveries go back to the queue for the next call
@@ -130,11 +141,11 @@ class BridgeClient:
         for _ in range(len(self.broker.urls) + 1):
             try:
                 connects = self.connects
-                q = self.reply_queue(job["job_id"])
-                self.publish_job(job)
+                q = self.reply_queue()
+                self.publish_job(job, reply_to=q)
                 if self.connects != connects:  # published through a new connection: its reply queue is gone
                     continue
-                return self.wait_result(q, max(0.01, deadline - time.monotonic()))
+                return self.wait_result(q, max(0.01, deadline - time.monotonic()), job["job_id"])
             except (pika.exceptions.AMQPConnectionError, pika.exceptions.ChannelWrongStateError):
                 self._reopen()
         raise Unconfirmed(f"job {job['job_id']}: the connection was lost {len(self.broker.urls) + 1} times while "

@@ -33,7 +33,7 @@ from .protocol import cancelled_job_id
 from .runner import JobRunner
 from .settings import Settings
 from .template import TemplateLibrary
-from .topology import DEAD_KEY
+from .topology import DEAD_KEY, REPLY_QUEUE_PREFIX
 
 PERSISTENT = dict(delivery_mode=2, content_type="application/json")
 
@@ -103,7 +103,7 @@ class Consumer(threading.Thread):
                 self._cancel()
                 self.comfy_down.set()
             if outcome.action is Action.ACK:
-                self._publish_result(ch, outcome)
+                self._publish_result(ch, outcome, props.reply_to)
                 ch.basic_ack(tag)
             elif outcome.action is Action.RETRY:
                 tier = self.topology.retry_tier(outcome.attempt)
@@ -111,10 +111,11 @@ class Consumer(threading.Thread):
                 headers.update({ATTEMPT_HEADER: outcome.attempt + 1, LAST_ERROR_HEADER: outcome.error.code,
                                 LAST_MESSAGE_HEADER: outcome.error.message[:500]})
                 ch.basic_publish(self.topology.retry_exchange, str(tier), body,
-                                 pika.BasicProperties(headers=headers, **PERSISTENT), mandatory=True)
+                                 pika.BasicProperties(headers=headers, reply_to=props.reply_to, **PERSISTENT),
+                                 mandatory=True)
                 ch.basic_ack(tag)
             elif outcome.action is Action.DEAD:
-                self._publish_result(ch, outcome)
+                self._publish_result(ch, outcome, props.reply_to)
                 headers = dict(props.headers or {})
                 headers.update({ERROR_CODE_HEADER: outcome.error.code,
                                 ERROR_MESSAGE_HEADER: outcome.error.message[:1000],
@@ -135,11 +136,16 @@ class Consumer(threading.Thread):
             if ch.is_open:
                 ch.basic_reject(tag, requeue=True)
 
-    def _publish_result(self, ch, outcome: Outcome) -> None:
+    def _publish_result(self, ch, outcome: Outcome, reply_to: str | None) -> None:
+        """To the results exchange (confirmed; the front door's queue and any binding), then to the submitter's
+        reply queue when the job named one (`sonicflow submit --wait`: no binding per job, which costs a cluster-wide
+        transaction). Only a broker-named queue: a job cannot send its result into another queue."""
         import pika
 
         ch.basic_publish(self.topology.results_exchange, f"result.{outcome.job_id}", outcome.result,
                          pika.BasicProperties(**PERSISTENT), mandatory=True)
+        if reply_to and reply_to.startswith(REPLY_QUEUE_PREFIX):  # gone with its submitter: dropped
+            ch.basic_publish("", reply_to, outcome.result, pika.BasicProperties(content_type="application/json"))
 
     def _on_dead_letter(self, ch, method, props, body):
         """A copy of a dead letter (<p>.dlq.notify; the original stays in <p>.dlq). For one the broker made, publish
@@ -148,7 +154,7 @@ class Consumer(threading.Thread):
         try:
             outcome = self.runner.dead_letter_result(body, props.headers or {}, self.topology.jobs_queue)
             if outcome is not None:
-                self._publish_result(ch, outcome)
+                self._publish_result(ch, outcome, props.reply_to)
                 self.metrics.jobs.labels(outcome.label).inc()
             ch.basic_ack(method.delivery_tag)
         except Exception as e:  # noqa: BLE001 - store or publish failed: give the copy back later, not in a tight loop

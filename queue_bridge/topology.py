@@ -25,6 +25,7 @@ from .logs import log
 
 JOB_KEY = "job"
 DEAD_KEY = "dead"
+REPLY_QUEUE_PREFIX = "amq.gen-"  # how RabbitMQ names a queue declared without a name (a submitter's reply queue)
 
 
 @dataclass(frozen=True)

@@ -231,7 +231,8 @@ class Bridge:
         return make_job(job_id or f"{self.name}-{uuid.uuid4().hex[:8]}", "talking_head",
                         {"image": "portrait.png", "audio": "speech.wav"}, params)
 
-    def submit(self, job, expect: str = "succeeded", routing_key: str = "job", client=None, headers=None):
+    def submit(self, job, expect: str = "succeeded", routing_key: str = "job", client=None, headers=None,
+               reply_to=None):
         """Publish with confirms and record the attempt in the history (ok / fail / unknown). pika connections are
         not thread-safe: a publishing thread passes its own client."""
         from queue_bridge.client import NotAccepted
@@ -239,7 +240,7 @@ class Bridge:
 
         job_id = job["job_id"] if isinstance(job, dict) else job_id_hint(job)
         try:
-            (client or self.client).publish_job(job, routing_key=routing_key, headers=headers)
+            (client or self.client).publish_job(job, routing_key=routing_key, headers=headers, reply_to=reply_to)
         except NotAccepted:
             HISTORY.attempt(self.prefix, job_id, "fail", expect)
             raise
