@@ -34,3 +34,17 @@ def setup_logging(level: str = "INFO", stream=None) -> None:
 
 def log(event: str, level: int = logging.INFO, exc_info=None, **fields) -> None:
     LOG.log(level, event, extra={"event": event, **fields}, exc_info=exc_info)
+
+
+def read_events(path: str) -> list[dict]:
+    """The events (lines with an "event") of a log this module wrote; other output in the file is skipped."""
+    out = []
+    with open(path, errors="replace") as f:
+        for line in f:
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and "event" in doc:
+                out.append(doc)
+    return out

@@ -19,6 +19,7 @@ import wave
 import pytest
 
 from devtools.waiting import wait_until
+from queue_bridge.logs import read_events
 
 from .history import HISTORY
 
@@ -173,16 +174,7 @@ class WorkerProc:
         return self.proc.returncode if self.proc else None
 
     def events(self) -> list[dict]:
-        out = []
-        with open(self.log_path, errors="replace") as f:
-            for line in f:
-                try:
-                    doc = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(doc, dict) and "event" in doc:
-                    out.append(doc)
-        return out
+        return read_events(self.log_path)
 
 
 class Bridge:

@@ -24,6 +24,7 @@ import requests
 from devtools.comfyui import free_port
 from devtools.rabbit_cluster import RabbitCluster
 from devtools.waiting import wait_until
+from queue_bridge.logs import read_events
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PY = sys.executable
@@ -183,16 +184,7 @@ class Fleet:
     # -- what happened -----------------------------------------------------------------------------------------------
 
     def events(self, name: str) -> list[dict]:
-        out = []
-        with open(self.tmp / f"{name}.log", errors="replace") as f:
-            for line in f:
-                try:
-                    doc = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(doc, dict) and "event" in doc:
-                    out.append(doc)
-        return out
+        return read_events(self.tmp / f"{name}.log")
 
     def connected_to(self, i: int) -> str | None:
         """The broker node (host:port) worker `i` is connected to now (its last `connected` event, unless lost
