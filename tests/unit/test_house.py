@@ -218,12 +218,14 @@ def test_the_repository_stands_alone():
     """Nothing tracked points outside the repository (the team's notes beside it) or names a path of the machine it
     was developed on."""
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    outside = ("../shared", "shared/specs", "shared/design", "sonic-reference.md", "/work/", "/root/")
+    notes = "shared"  # the team's notes folder; every needle is spelled in pieces so this file does not match itself
+    outside = (f"{os.pardir}/{notes}", f"{notes}/specs", f"{notes}/design", "sonic-reference" + ".md",
+               "/" + "work/", "/" + "root/")
     found = []
     for rel in tracked:
         try:
             text = open(os.path.join(ROOT, rel), encoding="utf-8").read()
         except (UnicodeDecodeError, IsADirectoryError):
             continue  # binary
-        found += [f"{rel}: {needle}" for needle in outside if needle in text and rel != "tests/unit/test_house.py"]
+        found += [f"{rel}: {needle}" for needle in outside if needle in text]
     assert not found, found
