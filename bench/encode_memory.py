@@ -53,7 +53,7 @@ def child(side: str, n: int, w: int, h: int, out: str) -> None:
                                                            "sample_rate": 48000}))
         video.save_to(out)
     else:
-        import torch
+        import torch  # loaded in ComfyUI anyway: keeps both sides' baseline footprint equal
 
         sys.path.insert(0, ROOT)
         from sonic_core.media.audio import Audio

@@ -63,10 +63,8 @@ if ROOT not in sys.path:
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-
-
 from devtools.bench_media import ensure_weights, make_audio, make_image  # noqa: E402
-from devtools.sonic_runner import SonicRunner, log, run_official  # noqa: E402
+from devtools.sonic_runner import SonicRunner, finish_child, log, run_official  # noqa: E402
 
 DEFAULT_OUT = os.path.join(ROOT, "bench", "results", "sonic_gpu.json")
 GOAL_RATIO = 3.0                # official / SonicFlow GPU-s per video-second
@@ -178,20 +176,6 @@ def start_compiled_child(args, ckpt, image, audio, warm, workdir, name, repeat) 
         env["TORCHINDUCTOR_COMPILE_THREADS"] = str(COMPILE_THREADS)
     log(f"{name}: started ({' '.join(cmd[2:4])})")
     return subprocess.Popen(cmd, env=env), out
-
-
-def finish_child(proc: subprocess.Popen, out: str, timeout: float) -> dict:
-    try:
-        rc = proc.wait(timeout=max(1.0, timeout))
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        rc = "timeout"
-    res = {}
-    if os.path.isfile(out):
-        with open(out) as f:
-            res = json.load(f)
-    res["returncode"] = rc
-    return res
 
 
 # ------------------------------------------------------------------------------------------------ main

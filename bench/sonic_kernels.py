@@ -32,8 +32,6 @@ ROOT = os.path.dirname(_HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-
-
 SVD = "stable-video-diffusion-img2vid-xt"
 TUNED = {"coordinate_descent_tuning": True, "coordinate_descent_check_all_directions": True,
          "epilogue_fusion": False, "conv_1x1_as_mm": True}

@@ -19,6 +19,21 @@ from sonic_core.sonic.sampler import GEN_FPS
 VIDEO_FPS = 2 * GEN_FPS   # output frame rate with RIFE
 
 
+def finish_child(proc: subprocess.Popen, out: str, timeout: float) -> dict:
+    """Wait for a child (killed after `timeout`), then what it wrote to the JSON file `out`, with its returncode."""
+    try:
+        rc = proc.wait(timeout=max(1.0, timeout))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rc = "timeout"
+    res = {}
+    if os.path.isfile(out):
+        with open(out) as f:
+            res = json.load(f)
+    res["returncode"] = rc
+    return res
+
+
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -26,15 +41,15 @@ def log(msg: str) -> None:
 class SonicRunner:
     """SonicFlow's models, loaded once by the engine's loader, and timed generations with them."""
 
-    def __init__(self, ckpt: str, device, dtype_name: str, memory_mode: str = "gpu"):
+    def __init__(self, ckpt: str, device, dtype_name: str):
         import torch
 
         from sonic_core.engines.sonic_engine import load_models
 
         self.torch, self.cuda = torch, device.type == "cuda"
         t = time.time()
-        # the engine's loader: with memory_mode auto/offload/lowvram the models start in RAM, as in ComfyUI
-        self.models = load_models([ckpt], str(device), dtype_name, True, memory_mode)
+        # the engine's loader, the models placed on the device (the memory runs move them off with offload_all)
+        self.models = load_models([ckpt], str(device), dtype_name, True, "gpu")
         self.sync()
         self.load_s = time.time() - t
         self.memory_after_load = torch.cuda.memory_allocated() if self.cuda else None
@@ -94,7 +109,7 @@ class SonicRunner:
             self.torch.cuda.empty_cache()
 
     def run(self, image_path: str, audio_path: str, steps: int, seed: int, compile=False, memory_mode: str = "gpu",
-            noise: str = "device", vram_budget_gb: float = 0.0, keep_every: int = 0) -> dict:
+            noise: str = "device", keep_every: int = 0) -> dict:
         """One generation, image file + audio file -> every output frame (uint8), timed by stage (thin wrappers
         around the pipeline modules' functions; nothing of the pipeline is changed). keep_every k > 0: every k-th
         frame too, as one (T, H, W, 3) uint8 array under "frames"."""
@@ -144,7 +159,7 @@ class SonicRunner:
             patch(module, name, timed(name))
         patch(sampler, "unet_runner", counting)
         params = pipeline.SonicParams(inference_steps=steps, seed=seed, interpolate=True, memory_mode=memory_mode,
-                                      vram_budget_gb=vram_budget_gb, compile=compile, noise=noise)
+                                      compile=compile, noise=noise)
         frames, kept = 0, []
         checksum = 0
         try:
@@ -243,19 +258,10 @@ def run_official(args, ckpt: str, image: str, audio: str, warm_audio: str | None
 
     th = threading.Thread(target=pump, daemon=True)
     th.start()
-    try:
-        rc = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        rc = "timeout"
+    res = finish_child(proc, out, timeout)
     th.join(timeout=5)
-    res: dict = {}
-    if os.path.isfile(out):
-        with open(out) as f:
-            res = json.load(f)
-    res["returncode"] = rc
     res["wall_s"] = round(time.time() - t, 1)
-    if rc != 0 or not res.get("ok"):
+    if res["returncode"] != 0 or not res.get("ok"):
         res["ok"] = False
         res["output_tail"] = "".join(tail)[-4000:]
     return res

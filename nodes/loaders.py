@@ -1,15 +1,14 @@
 """SonicFlow Load Image and Load Audio: pick or upload a file from ComfyUI's input folder, checked by content."""
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 
 import folder_paths
 from comfy_api.latest import io
 
-from ..sonic_core import load_audio, load_image
-from .base import SonicFlowNode, SonicFlowNodeError, user_errors
+from ..sonic_core import InputError, load_audio, load_image, sha256_file
+from .base import SonicFlowNode, user_errors
 from .tensors import audio_to_comfy, numpy_to_image
 
 SAMPLE_MEDIA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sample_media")
@@ -44,31 +43,26 @@ def input_path(name: str) -> str | None:
     return path
 
 
-def _not_found(name: str, what: str) -> str:
-    return (f"{what}: {name!r} is not a file in ComfyUI's input folder. Fix: upload it, or pick one from the list "
-            "(files outside the input folder cannot be used)")
+def _not_found(name: str, what: str) -> InputError:
+    return InputError(what, f"{name!r} is not a file in ComfyUI's input folder", "upload it, or pick one from the "
+                      "list (files outside the input folder cannot be used)", code="input_not_found")
 
 
 def _resolve(name: str, what: str) -> str:
+    """The file's path (called inside @user_errors, which names the node)."""
     path = input_path(name)
     if path is None:
-        raise SonicFlowNodeError(f"SonicFlow Load {what.title()}: {_not_found(name, what)}", "input_not_found")
+        raise _not_found(name, what)
     return path
 
 
 def _file_hash(name: str) -> str:
     path = input_path(name)
-    if path is None:
-        return name  # validate_inputs refuses it; nothing outside the input folder is read
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return name if path is None else sha256_file(path)  # refused by validate_inputs: nothing outside is read
 
 
 def _validate(name: str, what: str):
-    return True if input_path(name) is not None else _not_found(name, what)
+    return True if input_path(name) is not None else str(_not_found(name, what))
 
 
 class SonicFlowLoadImage(SonicFlowNode):

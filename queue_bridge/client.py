@@ -35,19 +35,10 @@ class BridgeClient:
         self._open(declare)
 
     def _open(self, declare: bool = False) -> None:
-        import pika
-
         self.connection = self.broker.connect()
         self.connects += 1
         self._reply_queue = None
-        self.channel = self.connection.channel()
-        if declare:
-            # Use the topology as the workers declared it (their delivery limit wins); declare it only if missing.
-            try:
-                self.channel.queue_declare(self.topology.jobs_queue, passive=True)
-            except pika.exceptions.ChannelClosedByBroker:
-                self.channel = self.connection.channel()
-                self.topology.declare(self.channel)
+        self.channel = self.topology.open_channel(self.connection) if declare else self.connection.channel()
         self.channel.confirm_delivery()
 
     def _reopen(self) -> None:
@@ -151,22 +142,27 @@ class BridgeClient:
         raise Unconfirmed(f"job {job['job_id']}: the connection was lost {len(self.broker.urls) + 1} times while "
                           "waiting for its result; asking again with the same job id is safe")
 
+    def _declared(self, queue: str):
+        """The queue's Declare-Ok, or None when it does not exist (the broker closed the channel: a new one takes its
+        place)."""
+        import pika
+
+        try:
+            return self.channel.queue_declare(queue, passive=True).method
+        except pika.exceptions.ChannelClosedByBroker:
+            self.channel = self.connection.channel()
+            self.channel.confirm_delivery()
+            return None
+
     def status(self) -> dict:
         """Messages and consumers of each queue of the prefix (queues that do not exist, e.g. retry tiers the
         workers were not configured with, are left out)."""
-        import pika
-
         out = {}
         names = self.topology.queue_names() + [self.topology.retry_queue(i) for i in
                                                range(len(self.topology.retry_delays_s), 12)]
         for q in names:
-            try:
-                ok = self.channel.queue_declare(q, passive=True).method
-            except pika.exceptions.ChannelClosedByBroker:
-                self.channel = self.connection.channel()
-                self.channel.confirm_delivery()
-                continue
-            out[q] = {"messages": ok.message_count, "consumers": ok.consumer_count}
+            if ok := self._declared(q):
+                out[q] = {"messages": ok.message_count, "consumers": ok.consumer_count}
         return out
 
     # -- dead-letter queue -----------------------------------------------------------------------------------------
@@ -191,15 +187,7 @@ class BridgeClient:
 
     def has_dlq(self) -> bool:
         """Whether the prefix's dead-letter queue exists (a worker or front door declared it)."""
-        import pika
-
-        try:
-            self.channel.queue_declare(self.topology.dlq, passive=True)
-            return True
-        except pika.exceptions.ChannelClosedByBroker:
-            self.channel = self.connection.channel()
-            self.channel.confirm_delivery()
-            return False
+        return self._declared(self.topology.dlq) is not None
 
     def dlq_list(self, limit: int = 1000) -> list[dict]:
         """Every dead-lettered job (up to `limit`), left in the queue."""

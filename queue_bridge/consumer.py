@@ -54,7 +54,6 @@ class Consumer(threading.Thread):
         self.consumer_tag: str | None = None
         self.comfy_down = threading.Event()
         self.connects = 0
-        self.finished = threading.Event()
 
     # -- job thread side -------------------------------------------------------------------------------------------
 
@@ -218,7 +217,6 @@ class Consumer(threading.Thread):
         self._wait_for_comfy(lambda s: self.stop_event.wait(s))
         self.broker.run(self._session, self.stop_event, "consumer",
                         on_state=lambda up: self.metrics.set_health(self.name, broker=up))
-        self.finished.set()
 
     def _session(self, connection) -> None:
         """One broker connection's life: consume until stop (then shut down cleanly) or until it is lost (raises)."""

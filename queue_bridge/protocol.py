@@ -132,20 +132,23 @@ def make_job(job_id: str, template: str, inputs: dict, parameters: dict | None =
     return doc
 
 
+def _result(status: str, job_id: str | None, template: str | None, attempt: int, worker: str, timings: dict | None,
+            metadata: dict | None, **extra) -> dict:
+    """The fields every result message has, and `extra`."""
+    return {"version": PROTOCOL_VERSION, "job_id": job_id, "status": status, "template": template, **extra,
+            "attempt": attempt, "worker": worker, "timings": {k: round(v, 4) for k, v in (timings or {}).items()},
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "metadata": metadata or {}}
+
+
 def success_result(job: Job, outputs: list, values: dict, engine: str | None, timings: dict, cache_hit: bool,
                    attempt: int, worker: str) -> dict:
-    return {"version": PROTOCOL_VERSION, "job_id": job.job_id, "status": "succeeded", "template": job.template,
-            "outputs": outputs, "values": values, "engine": engine, "cache_hit": cache_hit,
-            "duration_s": round(timings.get("total", 0.0), 3), "timings": {k: round(v, 4) for k, v in timings.items()},
-            "attempt": attempt, "worker": worker, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "metadata": job.metadata}
+    return _result("succeeded", job.job_id, job.template, attempt, worker, timings, job.metadata, outputs=outputs,
+                   values=values, engine=engine, cache_hit=cache_hit, duration_s=round(timings.get("total", 0.0), 3))
 
 
 def cancelled_result(job: Job, attempt: int, worker: str, timings: dict) -> dict:
     """The result of a job cancelled before or while it ran: no outputs."""
-    return {"version": PROTOCOL_VERSION, "job_id": job.job_id, "status": "cancelled", "template": job.template,
-            "attempt": attempt, "worker": worker, "timings": {k: round(v, 4) for k, v in timings.items()},
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "metadata": job.metadata}
+    return _result("cancelled", job.job_id, job.template, attempt, worker, timings, job.metadata)
 
 
 def cancel_message(job_id: str) -> bytes:
@@ -165,7 +168,5 @@ def cancelled_job_id(body: bytes) -> str | None:
 
 def failure_result(job_id: str | None, template: str | None, err: JobError, attempt: int, worker: str,
                    timings: dict | None = None, metadata: dict | None = None) -> dict:
-    return {"version": PROTOCOL_VERSION, "job_id": job_id, "status": "failed", "template": template,
-            "error": {"code": err.code, "message": err.message, "retryable": err.retryable},
-            "attempt": attempt, "worker": worker, "timings": {k: round(v, 4) for k, v in (timings or {}).items()},
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "metadata": metadata or {}}
+    return _result("failed", job_id, template, attempt, worker, timings, metadata,
+                   error={"code": err.code, "message": err.message, "retryable": err.retryable})

@@ -25,13 +25,19 @@ def split(value: str) -> list[str]:
 def _parse(kind, text: str):
     if kind is bool:
         return text.strip().lower() in ("1", "true", "yes", "on")
-    if kind is tuple:
-        return tuple(split(text))
     return kind(text)
 
 
 def _items(item, text: str) -> list:
     return [item(v) for v in split(text)]
+
+
+def _flag(f) -> str:
+    return f.metadata["flag"] or "--" + f.name.replace("_", "-")
+
+
+def _default_text(m) -> str:
+    return ",".join(map(str, m["default"])) if m["kind"] is tuple else str(m["default"])
 
 
 def setting(default, env: str | None, help: str, *, commands: tuple = (), flag: str | None = None,
@@ -45,8 +51,7 @@ def setting(default, env: str | None, help: str, *, commands: tuple = (), flag: 
         raw = os.environ.get(env) if env else None
         if raw is None:
             return default
-        value = _parse(kind, raw)
-        return tuple(item(v) for v in value) if kind is tuple else value
+        return tuple(_items(item, raw)) if kind is tuple else _parse(kind, raw)
 
     return field(default_factory=from_env, metadata={"env": env, "help": help, "commands": commands, "flag": flag,
                                                      "hidden": hidden, "kind": kind, "item": item, "default": default})
@@ -61,8 +66,7 @@ class Declared:
             m = f.metadata
             if command not in m.get("commands", ()):
                 continue
-            flag = m["flag"] or "--" + f.name.replace("_", "-")
-            default = ",".join(map(str, m["default"])) if m["kind"] is tuple else m["default"]
+            flag, default = _flag(f), _default_text(m)
             text = argparse.SUPPRESS if m["hidden"] else (
                 f"{m['help']} (env {m['env']}; default {default if default != '' else 'none'})" if m["env"]
                 else m["help"]).replace("%", "%%")
@@ -88,9 +92,7 @@ class Declared:
             m = f.metadata
             if m.get("hidden") or not m.get("env"):
                 continue
-            flag = (m["flag"] or "--" + f.name.replace("_", "-")) if m["commands"] else ""
-            default = ",".join(map(str, m["default"])) if m["kind"] is tuple else str(m["default"])
-            rows.append((flag, m["env"], default, m["help"]))
+            rows.append((_flag(f) if m["commands"] else "", m["env"], _default_text(m), m["help"]))
         return rows
 
 

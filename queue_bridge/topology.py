@@ -109,6 +109,19 @@ class Topology:
                 fix="no length bound (an older version declared it): bound it with a RabbitMQ policy, or delete "
                     "it and let a worker declare it again; docs/queue.md, Upgrading")
 
+    def open_channel(self, connection):
+        """A channel on `connection` with the topology in place: as the workers declared it if it exists (their
+        delivery limit wins), else declared here."""
+        import pika.exceptions
+
+        channel = connection.channel()
+        try:
+            channel.queue_declare(self.jobs_queue, passive=True)
+        except pika.exceptions.ChannelClosedByBroker:
+            channel = connection.channel()
+            self.declare(channel)
+        return channel
+
     def declare(self, channel) -> None:
         """Declare everything (idempotent). A queue that already exists with other arguments makes RabbitMQ close
         the channel with PRECONDITION_FAILED: TopologyMismatch says which one and what to do."""

@@ -18,7 +18,7 @@ _WHERE = {
     ".video": ("make_video",),
     ".predata": ("NO_FACE_MODES", "PreData", "prepare"),
     ".provenance": ("provenance_metadata", "read_provenance"),
-    ".publish": ("SINKS", "publish_local"),
+    ".publish": ("SINKS", "publish_local", "sha256_file"),
     ".publish.labels": ("LABEL_MODES", "check_labels", "label_frames_and_metadata"),
     ".publish.s3": ("publish_s3", "s3_client"),
     ".sync": ("measure_sync",),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -74,7 +75,9 @@ class FrontDoor:
         self.upkeep = None
         self.loop = None
         self.waiters: dict[str, set] = {}
-        self.streams: dict[str, int] = {}  # API key id -> event streams open
+        self.streams = Slots(settings.streams_per_key, math.inf, lambda _scope: ApiError(
+            429, "too_many_streams", f"this key already has {settings.streams_per_key} event streams open; close one, "
+                                     "or poll GET /v1/jobs/{id}", {"Retry-After": "5"}))
         self.webhook_wake = None
         self.tasks: dict[str, asyncio.Task] = {}
         self.confirming: set = set()  # waits for confirms that came after their request gave up
@@ -294,16 +297,8 @@ class FrontDoor:
         key = await self.auth(request)
         await self.limit(key, "read")
         job = await self.own_job(request, key)
-        if self.streams.get(key["id"], 0) >= self.s.streams_per_key:
-            raise ApiError(429, "too_many_streams", f"this key already has {self.s.streams_per_key} event streams "
-                                                    "open; close one, or poll GET /v1/jobs/{id}", {"Retry-After": "5"})
-        self.streams[key["id"]] = self.streams.get(key["id"], 0) + 1
-        try:
+        with self.streams.take(key["id"]):
             return await self._stream(request, job)
-        finally:
-            self.streams[key["id"]] -= 1
-            if not self.streams[key["id"]]:
-                del self.streams[key["id"]]
 
     async def _stream(self, request, job: dict):
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",

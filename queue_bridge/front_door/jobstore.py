@@ -29,6 +29,9 @@ JOB_COLUMNS = ("id", "key_id", "idem_key", "fingerprint", "status", "progress", 
                "webhook_next_at", "webhook_last_error", "created_at", "updated_at", "seq", "message")
 JSON_COLUMNS = ("parameters", "inputs", "result", "error")
 KEY_PREFIX = "sfk_"
+SELECT_JOBS = f"SELECT {', '.join(JOB_COLUMNS)} FROM {{p}}jobs"
+# A job that becomes final has its webhook due now (if it has one).
+WEBHOOK_DUE = "webhook_state = CASE WHEN webhook_url IS NULL THEN NULL ELSE 'pending' END, webhook_next_at = ? "
 
 
 def hash_secret(secret: str) -> str:
@@ -39,7 +42,7 @@ def hash_secret(secret: str) -> str:
 
 def split_key(api_key: str) -> tuple[str, str] | None:
     """'sfk_<id>_<secret>' -> (id, secret), or None for anything else."""
-    m = re.fullmatch(r"sfk_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})", api_key or "")
+    m = re.fullmatch(KEY_PREFIX + r"([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})", api_key or "")
     return (m.group(1), m.group(2)) if m else None
 
 
@@ -221,37 +224,32 @@ class JobStore:
             row[c] = json.dumps(row[c]) if row[c] is not None else None
         cols = ", ".join(JOB_COLUMNS)
         marks = ", ".join("?" for _ in JOB_COLUMNS)
-        with self._conn() as c:
-            try:
-                c.execute("BEGIN" if self.postgres else "BEGIN IMMEDIATE")
+        try:
+            with self.transaction() as c:
                 if daily_quota is not None:
                     if self.postgres:
                         c.execute(self.sql("SELECT id FROM {p}api_keys WHERE id = ? FOR UPDATE"), (row["key_id"],))
-                    used = c.execute(self.sql(COUNT_SINCE), (row["key_id"], now - 86400)).fetchone()[0]
-                    if used >= daily_quota:
-                        c.execute("ROLLBACK")
-                        return "over_quota"
+                    if c.execute(self.sql(COUNT_SINCE), (row["key_id"], now - 86400)).fetchone()[0] >= daily_quota:
+                        return "over_quota"  # (commits a transaction that wrote nothing)
                 c.execute(self.sql(f"INSERT INTO {{p}}jobs ({cols}) VALUES ({marks})"),
                           tuple(row[col] for col in JOB_COLUMNS))
-                c.execute("COMMIT")
-                return "inserted"
-            except Exception as e:  # sqlite3.IntegrityError / psycopg.errors.UniqueViolation
-                c.execute("ROLLBACK")
-                if "unique" in str(e).lower() or "UniqueViolation" in type(e).__name__:
-                    return "duplicate"
-                raise
+            return "inserted"
+        except Exception as e:  # sqlite3.IntegrityError / psycopg.errors.UniqueViolation (rolled back)
+            if "unique" in str(e).lower() or "UniqueViolation" in type(e).__name__:
+                return "duplicate"
+            raise
 
     def get_job(self, job_id: str) -> dict | None:
-        rows = self.query(f"SELECT {', '.join(JOB_COLUMNS)} FROM {{p}}jobs WHERE id = ?", (job_id,))
+        rows = self.query(SELECT_JOBS + " WHERE id = ?", (job_id,))
         return self._row(rows[0]) if rows else None
 
     def job_by_idem(self, key_id: str, idem_key: str) -> dict | None:
-        rows = self.query(f"SELECT {', '.join(JOB_COLUMNS)} FROM {{p}}jobs WHERE key_id = ? AND idem_key = ?",
+        rows = self.query(SELECT_JOBS + " WHERE key_id = ? AND idem_key = ?",
                           (key_id, idem_key))
         return self._row(rows[0]) if rows else None
 
     def list_jobs(self, key_id: str, limit: int = 50, before: float | None = None) -> list[dict]:
-        sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM {{p}}jobs WHERE key_id = ? AND status <> 'accepting'"
+        sql = SELECT_JOBS + " WHERE key_id = ? AND status <> 'accepting'"
         args: tuple = (key_id,)
         if before is not None:
             sql += " AND created_at < ?"
@@ -293,8 +291,8 @@ class JobStore:
         status = result.get("status") if result.get("status") in ("succeeded", "cancelled") else "failed"
         return self.execute(
             "UPDATE {p}jobs SET status = ?, progress = ?, result = ?, error = ?, updated_at = ?, seq = seq + 1, "
-            "webhook_state = CASE WHEN webhook_url IS NULL THEN NULL ELSE 'pending' END, webhook_next_at = ? "
-            "WHERE id = ? AND status NOT IN ('succeeded', 'failed', 'cancelled')",
+            + WEBHOOK_DUE +
+            f"WHERE id = ? AND status NOT IN ({', '.join(repr(t) for t in TERMINAL)})",
             (status, 1.0 if status == "succeeded" else 0.0, json.dumps(result),
              json.dumps(result.get("error")) if result.get("error") else None, time.time(), time.time(),
              job_id)) > 0
@@ -304,7 +302,7 @@ class JobStore:
         now = time.time()
         return self.execute(
             "UPDATE {p}jobs SET status = 'cancelled', updated_at = ?, seq = seq + 1, "
-            "webhook_state = CASE WHEN webhook_url IS NULL THEN NULL ELSE 'pending' END, webhook_next_at = ? "
+            + WEBHOOK_DUE +
             "WHERE id = ? AND status IN ('accepting', 'queued', 'running')", (now, now, job_id)) > 0
 
     # -- webhooks ------------------------------------------------------------------------------------------------------

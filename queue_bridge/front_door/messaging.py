@@ -175,7 +175,7 @@ class Follower(threading.Thread):
         self.settings, self.store, self.on_change = settings, store, on_change
         self.on_depth = on_depth or (lambda queue, messages: None)
         self.topology = settings.topology()
-        self.broker = Broker(settings.amqp_urls, 30, "sonicflow api follower")
+        self.broker = Broker(settings.amqp_urls, settings.heartbeat, "sonicflow api follower")
         self.stop = threading.Event()
         self.connected = False
 
@@ -187,15 +187,8 @@ class Follower(threading.Thread):
             self.connected = False
 
     def _session(self, conn) -> None:
-        import pika
-
         t = self.topology
-        ch = conn.channel()
-        try:
-            ch.queue_declare(t.jobs_queue, passive=True)
-        except pika.exceptions.ChannelClosedByBroker:
-            ch = conn.channel()
-            t.declare(ch)
+        ch = t.open_channel(conn)
         ch.queue_declare(t.api_results_queue, durable=True, arguments=t.quorum_args())
         ch.queue_bind(t.api_results_queue, t.results_exchange, "result.#")
         events = ch.queue_declare("", exclusive=True, auto_delete=True,

@@ -102,7 +102,7 @@ async def readyz(request):
           and not door.closing)
     status = "stopping" if door.closing else "ok" if ok else "degraded"
     return web.json_response({"status": status, "broker": broker, "store": store, "pools": pools, "tasks": tasks,
-                              "webhooks": door.deliverer.state(), "streams": sum(door.streams.values())},
+                              "webhooks": door.deliverer.state(), "streams": door.streams.used},
                              status=200 if ok else 503)
 
 

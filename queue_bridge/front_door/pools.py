@@ -30,10 +30,11 @@ class Pool:
 
 
 class Slots:
-    """Admission for one kind of long work: at most `per_key` at once for one API key and `total` for everyone.
-    `take` raises what `refuse(scope)` returns when either is used up; scope is 'key' or 'total'."""
+    """Admission for one kind of long work (URL fetches, event streams): at most `per_key` at once for one API key
+    and `total` for everyone. `take` raises what `refuse(scope)` returns when either is used up; scope is 'key' or
+    'total'."""
 
-    def __init__(self, per_key: int, total: int, refuse):
+    def __init__(self, per_key: int, total: float, refuse):
         self.per_key, self.total, self.refuse = per_key, total, refuse
         self.by_key: dict[str, int] = {}
         self.used = 0

@@ -20,13 +20,13 @@ from sonicflow_contract import MAX_URL
 from .. import InputPolicy, JobError, TemplateLibrary, check_interface, fetch
 from .api_errors import ApiError
 from .api_settings import ApiSettings
-from .openapi import PARAMETERS
+from .openapi import JSON_REQUEST, MULTIPART_REQUEST, PARAMETERS
 from .pools import Pool, Slots
 from .validate import MediaRejected, check_media
 from .webhooks import check_target
 
-TEXT_FIELDS = ("parameters", "seed", "engine", "min_resolution", "webhook_url", "metadata")
-JSON_FIELDS = {"image_url", "audio_url", "parameters", "webhook_url", "metadata"}
+TEXT_FIELDS = tuple(k for k, v in MULTIPART_REQUEST["properties"].items() if v.get("format") != "binary")
+JSON_FIELDS = set(JSON_REQUEST["properties"])
 MAX_JSON = 65536
 URL_STATUS = {"input_too_large": 413, "unsupported_media": 415}  # HTTP status of the fetcher's codes
 # What a client is told when a URL input is refused: our decision, never what the remote end answered or which

@@ -63,7 +63,7 @@ def _under_upper_teeth(light: np.ndarray, chroma: np.ndarray, x0: int, y0: int, 
     has = row.any(axis=0)
     if has.sum() < 3:
         return None
-    # One row below each column's lowest tooth pixel: the blurred biting edge stays with the teeth.
+    # Two rows below each column's lowest tooth pixel: the blurred biting edge stays with the teeth.
     bottom = by + bh + 1 - np.argmax(row[::-1], axis=0)
     mid = x0 + bx + bw / 2.0
     half = 0.6 * bw                                           # the lip corners reach past the last (lit) teeth

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ..frames import FrameSequence
+from ..model_files.manifest import licences_line
 from ..options import GenerateOptions
 from ..predata import PreData, frame_count, square_crop
 
@@ -26,8 +27,7 @@ from ..predata import PreData, frame_count, square_crop
 # those), so when ComfyUI drops its caches (/free) the memory goes back without SonicFlow being told.
 _cache: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _lock = threading.Lock()
-WEIGHTS_LICENCE = ("SonicFlow: loaded the Sonic weights. Their licences are not SonicFlow's: Sonic CC BY-NC-SA 4.0 "
-                   "(non-commercial use only), SVD-XT the Stability AI Community License, whisper-tiny Apache-2.0")
+WEIGHTS_LICENCE = "SonicFlow: loaded the Sonic weights; their licences are not SonicFlow's. " + licences_line()
 
 
 def _torch_setup(device: str, dtype: str):

@@ -13,7 +13,8 @@ import shlex
 import shutil
 from dataclasses import dataclass
 
-from .fetch import PART, DownloadError, fetch, human, session, sha256_of
+from ..publish import sha256_file
+from .fetch import PART, DownloadError, fetch, human, session
 from .locate import locate_weights
 from .manifest import MANIFEST, ModelFile, base_url, licences_line
 
@@ -63,7 +64,7 @@ def _state(f: ModelFile, path: str, engine_uses: str | None) -> tuple[str, str]:
         size = os.path.getsize(path)
         if f.size is not None and size != f.size:
             return SIZE_MISMATCH, f"{human(size)} found, {human(f.size)} expected"
-        if f.sha256 and sha256_of(path) != f.sha256:
+        if f.sha256 and sha256_file(path) != f.sha256:
             return CHECKSUM_MISMATCH, "sha256 differs from the published one"
         return PRESENT, human(size)
     if engine_uses and os.path.isfile(engine_uses):  # a single file the engine takes for this part

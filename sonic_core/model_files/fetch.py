@@ -3,7 +3,6 @@ its size (and sha256 when known) are verified: a half-written or wrong file neve
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import re
 import sys
@@ -12,6 +11,7 @@ from urllib.parse import urlsplit
 import requests
 
 from ..errors import SonicFlowError
+from ..publish import sha256_file
 
 PART = ".part"
 CHUNK = 1 << 20
@@ -30,14 +30,6 @@ class _Interrupted(Exception):
 
     def __init__(self, got: int, reason: str):
         self.got, self.reason = got, reason
-
-
-def sha256_of(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def human(n: int) -> str:
@@ -169,7 +161,7 @@ def _verify(part: str, label: str, size: int | None, sha256: str | None) -> None
         _remove(part)
         raise DownloadError(f"{label}: got {have} bytes, expected {size}; the download was deleted. Fix: run the "
                             "same command again")
-    if sha256 and sha256_of(part) != sha256:
+    if sha256 and sha256_file(part) != sha256:
         _remove(part)
         raise DownloadError(f"{label}: sha256 does not match the published one; the download was deleted. Fix: run "
                             "the same command again; if it fails again, the server (--mirror / HF_ENDPOINT) serves "

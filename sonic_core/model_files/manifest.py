@@ -65,10 +65,6 @@ class ModelFile:
         """Path under ComfyUI's models/sonic/ folder (ComfyUI_Sonic's layout)."""
         return self.comfyui_path or self.official
 
-    @property
-    def licence(self) -> str:
-        return self.source.licence
-
     def dest(self, layout: str) -> str:
         return self.comfyui if layout == "comfyui" else self.official
 

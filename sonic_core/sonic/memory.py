@@ -33,7 +33,7 @@ COND_FIXED = 256 * 2 ** 20     # one whisper window, one adapter batch, CLIP: sm
 AUDIO_TOKEN_ELEMS = 32 * 1024  # audio tokens per generated frame
 LATENT_CHANNELS = 4
 MARGIN_FIXED, MARGIN_FRACTION = GIB // 2, 0.05
-MODES = ("gpu", "offload", "lowvram")   # fastest first: the order 'auto' tries them in
+MODES = MEMORY_MODES[1:]  # gpu, offload, lowvram: fastest first, the order 'auto' tries them in
 
 # The models each stage runs; 'gpu' keeps them all on the device. The face detector (about 85 MB) never moves.
 STAGES = {
@@ -42,6 +42,11 @@ STAGES = {
     "decode": ("vae", "rife"),
 }
 MOVABLE = ("whisper", "image_encoder", "audio2token", "audio2bucket", "vae", "unet", "rife")
+
+
+def branches_per_call(mode: str) -> int:
+    """Guidance branches per UNet call: 3 (one batch of 3 x 25 frames, as officially) or 1 ('lowvram')."""
+    return 1 if mode == "lowvram" else 3
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,7 @@ class MemoryPlan:
     @property
     def branches_per_call(self) -> int:
         """Guidance branches per UNet call: 3 (one batch of 3 x 25 frames, as officially) or 1."""
-        return 1 if self.mode == "lowvram" else 3
+        return branches_per_call(self.mode)
 
     def info(self) -> dict:
         out = {"mode": self.mode, "decode_chunk": self.decode_chunk,
@@ -110,7 +115,7 @@ def stage_bytes(weights: dict[str, int], size_wh: tuple[int, int], dtype_bytes: 
     everything = sum(weights.values())
     stores = n_frames * store_bytes_per_frame(size_wh, dtype_bytes) if stores_on_device else 0
     noise = min(n_frames, OFFICIAL_MAX_FRAMES) * LATENT_CHANNELS * latent_pixels * dtype_bytes if device_noise else 0
-    unet_frames = (1 if mode == "lowvram" else 3) * WINDOW_FRAMES
+    unet_frames = branches_per_call(mode) * WINDOW_FRAMES
 
     def resident(stage: str) -> int:
         if mode == "gpu":

@@ -25,7 +25,7 @@ from .compiling import unet_runner
 from .pipeline import ImageInputs, SonicParams, resolve_memory
 
 GEN_FPS = 12.5            # one generated frame per 80 ms of audio; RIFE doubles it to 25
-WINDOW = 25               # frames_per_batch
+WINDOW = memory.WINDOW_FRAMES  # frames_per_batch
 SHIFT = 7                 # shift_offset: the window origin moves 7 frames per denoising step
 VAE_SCALE = 0.18215
 
@@ -130,7 +130,7 @@ def _sample_latents(models, image: ImageInputs, samples_16k: np.ndarray, p: Soni
 
     ref = image.ref.to(dev, dt)
     h, w = ref.shape[-2] // 8, ref.shape[-1] // 8
-    ref_noise, latents = draw_noise(ref.shape, n, (4, h, w), dev, dt, p.noise, home)
+    ref_noise, latents = draw_noise(ref.shape, n, (memory.LATENT_CHANNELS, h, w), dev, dt, p.noise, home)
     # noise_aug_strength is 0: the conditioning image is unchanged, but the official code draws its noise anyway
     image_lat = models.vae.encode(ref + 0.0 * ref_noise.to(dev)).latent_dist.mode()   # (1, 4, h, w), unscaled
     ref_lat = models.vae.encode(ref).latent_dist.mean * VAE_SCALE
@@ -181,12 +181,12 @@ def _sample_latents(models, image: ImageInputs, samples_16k: np.ndarray, p: Soni
             stepped = (x + (x - x0) / sigma * (sigma_next - sigma)).to(home)              # Euler step
             trace(f"guided_eps_s{i}_w{j}", v)
             trace(f"window_latents_after_step_s{i}_w{j}", stepped)
-            own = [k for k, f in enumerate(idx) if f not in slot]
+            own = [k for k, f in enumerate(idx) if f not in slot]   # frames this window alone updates
+            mine = [k for k, f in enumerate(idx) if f in slot]      # frames it shares: summed, then averaged
             if own:
                 latents[:, idx_t[own]] = stepped[:, own]
-            if len(own) < WINDOW:
-                accumulate(acc, [slot[idx[k]] for k in range(WINDOW) if idx[k] in slot],
-                           stepped[:, [k for k in range(WINDOW) if idx[k] in slot]])
+            if mine:
+                accumulate(acc, [slot[idx[k]] for k in mine], stepped[:, mine])
             done += 1
             if progress:
                 progress(done, total)
