@@ -138,7 +138,10 @@ class BridgeClient:
                     continue
                 return self.wait_result(q, max(0.01, deadline - time.monotonic()), job["job_id"])
             except (pika.exceptions.AMQPConnectionError, pika.exceptions.ChannelWrongStateError):
-                self._reopen()
+                try:
+                    self._reopen()
+                except pika.exceptions.AMQPConnectionError:
+                    pass  # no node now: the next turn goes through each node again, the last ends in Unconfirmed
         raise Unconfirmed(f"job {job['job_id']}: the connection was lost {len(self.broker.urls) + 1} times while "
                           "waiting for its result; asking again with the same job id is safe")
 

@@ -235,11 +235,11 @@ class Consumer(threading.Thread):
             self.metrics.reconnects.inc()
         log("connected", comfy=self.comfy_url, worker=self.s.worker_id, broker=self.broker.connected_node)
         self.comfy_down.clear()
+        # Consumed from the start and while ComfyUI is down (only the jobs consumer waits for it): a poison job's last
+        # crash leaves ComfyUI down exactly when its dead letter needs answering, and answering needs only the store.
+        self.channel.basic_consume(self.topology.dlq_notify, self._on_dead_letter)
         if self._wait_for_comfy(lambda s: connection.process_data_events(time_limit=s)):
             self._consume()
-        # Kept while ComfyUI is down (only the jobs consumer is cancelled then): a poison job's last crash
-        # leaves ComfyUI down exactly when its dead letter needs answering.
-        self.channel.basic_consume(self.topology.dlq_notify, self._on_dead_letter)
         next_depth = 0.0
         while not self.stop_event.is_set():
             connection.process_data_events(time_limit=0.2)
