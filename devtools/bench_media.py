@@ -1,9 +1,10 @@
 """Inputs of the Sonic benchmarks (bench/sonic_gpu.py): 16-kHz WAV clips of any length cut from the example speech,
 a square portrait at the working size, and a random-weight checkpoint folder in the official layout, written once
-and reused while its configs are unchanged."""
+and reused while its configs are unchanged; and the short speech clip the service tests upload."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -15,6 +16,17 @@ import wave
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def speech_wav(seconds: float = 1.2) -> bytes:
+    """The first `seconds` of the bundled speech sample as WAV bytes, as recorded (short renders)."""
+    with wave.open(os.path.join(ROOT, "sample_media", "speech.wav")) as src:
+        params, frames = src.getparams(), src.readframes(int(src.getframerate() * seconds))
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as dst:
+        dst.setparams(params)
+        dst.writeframes(frames)
+    return buf.getvalue()
 
 
 def read_wav_int16(path: str) -> tuple[np.ndarray, int]:

@@ -14,13 +14,12 @@ import sys
 import threading
 import time
 import uuid
-import wave
 from datetime import datetime, timezone
-from io import BytesIO
 
 import pytest
 import requests
 
+from devtools.bench_media import speech_wav
 from devtools.comfyui import free_port
 from devtools.rabbit_cluster import RabbitCluster
 from devtools.waiting import wait_until
@@ -57,16 +56,6 @@ def fleet(cluster, comfy_server, tmp_path):
         f.close()
 
 
-def _speech_wav(seconds: float = 1.2) -> bytes:
-    with wave.open(os.path.join(ROOT, "sample_media", "speech.wav")) as src:
-        params, frames = src.getparams(), src.readframes(int(src.getframerate() * seconds))
-    buf = BytesIO()
-    with wave.open(buf, "wb") as dst:
-        dst.setparams(params)
-        dst.writeframes(frames)
-    return buf.getvalue()
-
-
 def _ts(text: str) -> float:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
 
@@ -85,7 +74,7 @@ class Fleet:
         self.procs: dict[str, subprocess.Popen] = {}
         with open(os.path.join(ROOT, "sample_media", "portrait.png"), "rb") as f:
             self.image = f.read()
-        self.audio = _speech_wav()
+        self.audio = speech_wav()
         self.accepted: list[str] = []  # job ids answered 202
         self.refused: list[dict] = []  # answers 503: the front door said nothing was queued
         self.faults: list[tuple[float, str]] = []  # (time, what)

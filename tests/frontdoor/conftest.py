@@ -12,13 +12,15 @@ import socket
 import subprocess
 import sys
 import uuid
-import wave
 
 import pytest
 import requests
 
+from devtools.bench_media import speech_wav
 from devtools.comfyui import free_port
 from devtools.waiting import wait_until
+
+from .webhook_receiver import Receiver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PY = sys.executable
@@ -56,18 +58,6 @@ def postgres():
 
 
 # --- small real media -------------------------------------------------------------------------------------------------
-
-def speech_wav(seconds: float = 1.2) -> bytes:
-    """The first `seconds` of the bundled speech sample (short renders)."""
-    with wave.open(os.path.join(ROOT, "sample_media", "speech.wav")) as src:
-        params = src.getparams()
-        frames = src.readframes(int(src.getframerate() * seconds))
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as dst:
-        dst.setparams(params)
-        dst.writeframes(frames)
-    return buf.getvalue()
-
 
 def portrait_png() -> bytes:
     with open(os.path.join(ROOT, "sample_media", "portrait.png"), "rb") as f:
@@ -296,3 +286,11 @@ def submit(fd: FrontDoor, key: str, image: bytes | None = None, audio: bytes | N
     h.update(headers or {})
     return requests.post(fd.url + "/v1/jobs", files=files, data=data or {"engine": "lite", "min_resolution": "256"},
                          headers=h, timeout=timeout)
+
+
+@pytest.fixture
+def receiver():
+    """A webhook receiver (set its `secret` to the key's webhook secret)."""
+    r = Receiver()
+    yield r
+    r.close()

@@ -11,7 +11,7 @@ import socket
 import requests
 
 from .conftest import free_port, portrait_png, speech_wav, submit, wait_until
-from .test_api import Receiver
+from .webhook_receiver import Receiver
 
 
 def _sample(text: str, name: str, **labels) -> float | None:

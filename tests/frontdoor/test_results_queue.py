@@ -58,8 +58,9 @@ def test_a_fresh_results_queue_is_declared_bounded(rabbit):
     try:
         t.declare(conn.channel())
         ch = conn.channel()
-        # the same arguments again are accepted (idempotent); any other bound is refused: it really is set
-        ch.queue_declare(t.results_queue, durable=True, arguments=t.results_queue_args())
+        # the bound it was given is accepted again (a queue without it, or with another, would be refused: 406) ...
+        ch.queue_declare(t.results_queue, durable=True, arguments={**t.results_queue_args(), "x-max-length": 7})
+        # ... and any other bound is refused
         try:
             ch.queue_declare(t.results_queue, durable=True, arguments={**t.results_queue_args(), "x-max-length": 8})
             raise AssertionError("RabbitMQ accepted another x-max-length: the queue has none")

@@ -47,8 +47,10 @@ def test_sonic_gpu_bench_runs_sonicflow_at_tiny_size(tmp_path):
     assert len(eager["all_seconds_per_video_second"]) == 2 and eager["median_seconds_per_video_second"] > 0
     assert eager["noise"] == "device" and eager["memory_plan"]["mode"] == "gpu"
     memory = res["sonicflow"]["memory"]
-    assert memory["lowvram"]["memory_plan"]["mode"] == "lowvram" and memory["lowvram"]["unet_calls"] == 3
-    assert res["sonicflow"]["plans"]["6 GiB"]["mode"] in ("gpu", "offload", "lowvram")
+    # lowvram runs the three guidance branches one after the other: three calls where eager makes one
+    assert memory["lowvram"]["memory_plan"]["mode"] == "lowvram"
+    assert memory["lowvram"]["unet_calls"] == 3 * eager["unet_calls"]
+    assert res["sonicflow"]["plans"]["6 GiB"]["mode"] == "gpu"  # the tiny models fit 6 GiB whole
     assert res["summary"]["sonicflow_eager"] == eager["median_seconds_per_video_second"]
     assert "CPU-seconds per second of video" in r.stdout
 

@@ -96,7 +96,8 @@ def test_a_missing_extra_is_named_with_its_install_command(command, package, ext
     assert "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("command", [["status"], ["dlq", "list"], ["dlq", "replay"]])
+@pytest.mark.parametrize("command", [["status"], ["dlq", "list"], ["dlq", "replay"],
+                                     ["submit", "--template", "talking_head", "--image", "https://example.com/a.png"]])
 def test_a_broker_that_does_not_answer_is_one_line_not_a_traceback(command):
     r = sonicflow(*command, "--amqp", "amqp://guest:guest@127.0.0.1:1/%2F", timeout=60)
     assert r.returncode == 2 and "RabbitMQ did not answer" in r.stderr and "Fix:" in r.stderr
