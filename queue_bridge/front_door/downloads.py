@@ -41,6 +41,8 @@ class Downloads:
                 resp.content_type = out["content_type"]
             return resp
         if url.startswith("s3://"):
+            if not url.startswith(self.objects.url):  # signed with our credentials: only what is in our store
+                raise ApiError(404, "not_found", "the file is not in this front door's store")
             p = urlparse(url)
             signed = await self.work.run(functools.partial(
                 self.objects.client.generate_presigned_url, "get_object", Params={

@@ -58,7 +58,7 @@ MULTIPART_REQUEST = {"type": "object", "required": ["image", "audio"], "properti
     "seed": {"type": "integer", "minimum": 0, "maximum": SEED_MAX},
     "engine": {"type": "string", "enum": list(ENGINES)},
     "min_resolution": {"type": "integer", **RESOLUTION_RANGE},
-    "webhook_url": {"type": "string", "format": "uri"},
+    "webhook_url": {"type": "string", "format": "uri", "maxLength": MAX_URL},
     "metadata": {"type": "string", "description": "JSON object echoed back with the job."},
 }}
 

@@ -97,6 +97,8 @@ class SubmissionReader:
                                                   f"{self.s.upload_deadline_s:g} s", {"Connection": "close"}) from None
         sub.parameters = self.check_parameters(sub.parameters)
         if sub.webhook_url:
+            if len(sub.webhook_url) > MAX_URL:  # it is stored with the job and sent to at every delivery
+                raise ApiError(400, "bad_field", f"webhook_url: at most {MAX_URL} characters", field="webhook_url")
             try:
                 await self.fetches.run(check_target, sub.webhook_url, list(self.s.webhook_allow))
             except JobError as e:  # what was decided, never what the name resolved to (a scanner's oracle)

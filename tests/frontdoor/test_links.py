@@ -67,3 +67,18 @@ def test_link_secret_rotation_with_a_grace_period(frontdoor_factory):
     wait_until(lambda: _link(fd, key, job_id) != second, 20, "the second rotation picked up")
     assert _download(fd, _link(fd, key, job_id)) == 200
     assert _download(fd, first) == 403 and _download(fd, second) == 403
+
+
+def test_a_result_naming_a_file_outside_the_store_gets_no_link_to_it(frontdoor_factory):
+    """A result message is trusted for what it says ran, not for where files are: a path outside the front door's
+    store, or an object outside its bucket and prefix (which it would sign with its own credentials), is not served."""
+    fd = frontdoor_factory()
+    key = fd.key()
+    for n, url in enumerate(("file:///etc/passwd", "s3://someone-elses-bucket/private/key.mp4")):
+        job_id = submit(fd, key).json()["id"]
+        fd.publish_result({"version": 1, "job_id": job_id, "status": "succeeded", "engine": "lite", "values": {},
+                           "outputs": [{"name": "video", "url": url, "sha256": "0" * 64, "size": 1,
+                                        "content_type": "video/mp4"}]})
+        wait_until(lambda: fd.jobstore.get_job(job_id)["status"] == "succeeded", 30, "the result applied")
+        r = requests.get(fd.url + _link(fd, key, job_id), timeout=10, allow_redirects=False)
+        assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found"), (n, r.status_code, r.text[:300])

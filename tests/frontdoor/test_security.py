@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from devtools import hostile_media
+from sonicflow_contract import MAX_URL
 
 from .conftest import portrait_jpeg, portrait_png, speech_wav, submit
 
@@ -123,6 +124,7 @@ CASES = [
      422, "scheme_not_allowed"),
     ("webhook-to-private", lambda fd, k: submit(fd, k, data={"engine": "lite", "webhook_url":
                                                              "http://169.254.169.254/hook"}), 422, "private_address"),
+    ("webhook-url-too-long", _hook("https://example.com/" + "a" * MAX_URL), 400, "bad_field"),
     ("missing-api-key", lambda fd, k: submit(fd, ""), 401, "unauthorized"),
     ("wrong-api-key", lambda fd, k: submit(fd, k[:-4] + "AAAA"), 401, "unauthorized"),
     ("malformed-api-key", lambda fd, k: submit(fd, "Bearer nonsense"), 401, "unauthorized"),
